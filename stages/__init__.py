@@ -1,0 +1,1 @@
+"""Thin DVC stage commands: each reads its params, calls dismi, and writes its artifacts."""

@@ -1,0 +1,33 @@
+"""`python -m stages COMMAND`: the six DVC stages, plus the bench and sweep helpers."""
+import sys
+
+import typer
+
+from dismi.errors import DismiError
+from stages import bench, download, evaluate, pairs, plot, sweep, train_exclusive, train_shared
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="dismi pipeline stages (run them through `dvc repro`).")
+app.command("download", help="Stage 1: get Shapes3D (download or render) into one HDF5 file.")(download.main)
+app.command("pairs", help="Stage 2: build the train/test pair dataset.")(pairs.main)
+app.command("train-shared", help="Stage 3: learn the shared representation S (eq. 5-7).")(train_shared.main)
+app.command("train-exclusive", help="Stage 4: learn the exclusive representation E (eq. 8-10).")(train_exclusive.main)
+app.command("evaluate", help="Stage 5: held-out probe accuracies, distance to ideal, retrieval.")(evaluate.main)
+app.command("plot", help="Stage 6: PNG figures under metrics/plots.")(plot.main)
+app.command("bench", help="Not a stage: iterations/s of both training loops vs bare forward+backward.")(bench.main)
+app.command("sweep", help="Not a stage: lambda_adv curve and ablation table from `dvc exp show --json`.")(sweep.main)
+
+
+def main() -> None:
+    try:
+        app()
+    except DismiError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The command surface: `python -m stages --help` lists the six stages, errors are one line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["download", "pairs", "train-shared", "train-exclusive", "evaluate", "plot"]
+
+
+def _run(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_help_lists_all_six_stages():
+    r = _run("--help")
+    assert r.returncode == 0, r.stderr
+    for name in STAGES + ["bench", "sweep"]:
+        assert name in r.stdout
+
+
+def test_dvc_yaml_runs_the_stages_in_order_through_python_m_stages():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == ["download", "pairs", "train_shared", "train_exclusive", "evaluate", "plot"]
+    for name, stage in stages.items():
+        assert stage["cmd"].startswith(f"python -m stages {name.replace('_', '-')} ")
+
+
+def test_bad_param_is_one_error_line_and_no_output(tmp_path):
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["dataset"] = "mnist"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    out = tmp_path / "data" / "shapes3d.h5"
+    r = _run("download", "--out", str(out), "--params", str(tmp_path / "params.yaml"), cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: param dataset='mnist'"), r.stderr
+    assert not out.exists()

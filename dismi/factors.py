@@ -41,7 +41,7 @@ def values_to_classes(labels: np.ndarray) -> np.ndarray:
         bad = np.flatnonzero(np.abs(grid[idx] - col) > _TOL)
         if bad.size:
             r = int(bad[0])
-            raise ValueError(f"label {FACTORS[f]}={col[r]!r} at row {r} is not on the official grid")
+            raise ValueError(f"label {FACTORS[f]}={float(col[r])!r} at row {r} is not on the official grid")
         classes[:, f] = idx
     return classes
 

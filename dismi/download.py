@@ -1,0 +1,154 @@
+"""Fetch a large file over http(s) or file://, resumably, and accept it only if size and SHA-256 match.
+
+Bytes land in `<dest>.part` beside the destination. A failed or interrupted run keeps them there, and the
+next run asks the server for the rest with an HTTP Range request; only a verified file is renamed to
+`dest`, so nothing at `dest` ever looks complete without being so.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from dismi.errors import DismiError
+from dismi.shapes3d import sha256_file
+
+_CHUNK = 1 << 20
+# Server answers worth retrying; any other HTTP error (404, 403, ...) will not fix itself.
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+
+
+class _Transient(Exception):
+    """A failure a later try may not meet: connection refused or cut, timeout, server overloaded."""
+
+
+class _StalePart(Exception):
+    """The server has no bytes past the partial file's end, so those bytes are not a prefix of its file."""
+
+
+def download(url: str, dest: str | Path, *, size: int, sha256: str, retries: int = 3, backoff: float = 0.5,
+             timeout: float = 10.0, progress: bool = True, ways_out: str = "check the URL and the network") -> Path:
+    """Stream `url` to `dest`, resuming `<dest>.part`; verify `size` bytes and `sha256`, then rename into place.
+
+    Retries transient failures up to `retries` times in a row, sleeping backoff, 2*backoff, ...; a try
+    that brought new bytes resets the count. `timeout` bounds the connect and every read, so an offline
+    machine fails within seconds. Raises DismiError with one line on failure; when the URL cannot be
+    reached that line ends with `ways_out`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = 0
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        if have == size:
+            break
+        if have > size:
+            part.unlink()  # longer than the file we want, so not a prefix of it
+            continue
+        try:
+            _fetch(url, part, have, size, timeout, progress)
+        except _StalePart:
+            part.unlink()
+        except _Transient as e:
+            grew = part.exists() and part.stat().st_size > have
+            failures = 0 if grew else failures + 1
+            if failures > retries:
+                raise DismiError(_give_up(url, part, size, e, ways_out)) from None
+            time.sleep(backoff * 2 ** max(0, failures - 1))
+    got = sha256_file(part)
+    if got != sha256:
+        part.unlink()
+        raise DismiError(f"{url} gave a file with SHA-256 {got}, expected {sha256}: the partial file was deleted; "
+                         f"rerun to download it again, or check the URL")
+    os.replace(part, dest)
+    return dest
+
+
+def _give_up(url: str, part: Path, size: int, e: Exception, ways_out: str) -> str:
+    have = part.stat().st_size if part.exists() else 0
+    if have:
+        return f"download of {url} stopped at {have} of {size} bytes ({e}); rerun to resume from {part}, or {ways_out}"
+    return f"cannot download {url} ({e}): {ways_out}"
+
+
+def _fetch(url: str, part: Path, offset: int, size: int, timeout: float, progress: bool) -> None:
+    """Append the bytes of `url` from `offset` on to `part`; raise _Transient if the stream stops early."""
+    stream, start, total = _open(url, offset, timeout)
+    with stream:
+        if total is not None and total != size:
+            raise DismiError(f"{url} is {total} bytes, expected {size}: the URL does not point at the expected file")
+        with open(part, "r+b" if part.exists() else "wb") as out, \
+                tqdm(total=size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=part.name.removesuffix(".part"), disable=not progress) as bar:
+            out.seek(start)
+            out.truncate()  # a server that ignored the Range request sends everything again
+            try:
+                while block := stream.read(_CHUNK):
+                    out.write(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException) as e:
+                raise _Transient(_reason(e)) from None
+            written = out.tell()
+    if written > size:
+        part.unlink()
+        raise DismiError(f"{url} sent more than {size} bytes: the URL does not point at the expected file")
+    if written < size:
+        raise _Transient(f"connection closed after {written} of {size} bytes")
+
+
+def _open(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int, int | None]:
+    """Open `url` at `offset` -> (stream, offset it really starts at, total size if known)."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme == "file":
+        return _open_file(url, offset)
+    if scheme not in ("http", "https"):
+        raise DismiError(f"URL {url} has scheme '{scheme}': use an http://, https:// or file:// URL")
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 416:
+            raise _StalePart from None
+        if e.code in _TRANSIENT_STATUS:
+            raise _Transient(f"HTTP {e.code} {e.reason}") from None
+        raise DismiError(f"{url} answered HTTP {e.code} {e.reason}: check the URL") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise _Transient(_reason(e)) from None
+    if response.status == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == offset:
+            return response, offset, None if match.group(2) == "*" else int(match.group(2))
+        response.close()
+        raise _Transient(f"server sent an unexpected range {response.headers.get('Content-Range')!r}")
+    length = response.headers.get("Content-Length")
+    return response, 0, int(length) if length is not None else None
+
+
+def _open_file(url: str, offset: int) -> tuple[BinaryIO, int, int]:
+    path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    try:
+        stream = open(path, "rb")
+    except OSError as e:
+        raise DismiError(f"cannot read {url} ({e.strerror}): point the URL at an existing file") from None
+    total = os.fstat(stream.fileno()).st_size
+    start = min(offset, total)
+    stream.seek(start)
+    return stream, start, total
+
+
+def _reason(e: BaseException) -> str:
+    reason = getattr(e, "reason", None) or e
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    return str(reason) or type(reason).__name__

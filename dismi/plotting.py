@@ -1,0 +1,155 @@
+"""The paper's and the report's figures, as matplotlib Figures (no pyplot, so no global backend).
+
+Every function takes plain arrays and dicts and returns the Figure; `save_figure` writes a PNG
+atomically. Accuracies are fractions 0..1 in the inputs and shown as percentages.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dismi.evaluation import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
+from dismi.factors import EXCLUSIVE_FACTORS, FACTORS, SHARED_FACTORS, SIZES, chance_level, ideal_accuracy
+
+Curve = tuple[np.ndarray, np.ndarray]  # (steps, values)
+LABEL = {"shared": "S (shared)", "exclusive": "E (exclusive)"}
+COLOUR = {"shared": "tab:blue", "exclusive": "tab:orange"}
+OWNER = {**{f: "shared factor" for f in SHARED_FACTORS}, **{f: "exclusive factor" for f in EXCLUSIVE_FACTORS}}
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Write a PNG through a temporary file, so an interrupted save leaves no complete-looking figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def learning_curves(curves: Mapping[str, Mapping[str, Curve]], n_values: Sequence[int]) -> Figure:
+    """Report Fig. 2: online classifier accuracy per factor during training, S and E, chance marked.
+
+    `curves[representation][factor]` is (steps, accuracy); a representation may be absent.
+    """
+    fig = Figure(figsize=(13, 7), layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True).ravel()
+    for ax, f, n in zip(axes, FACTORS, n_values):
+        for rep, per_factor in curves.items():
+            steps, acc = per_factor[f]
+            ax.plot(steps, 100 * np.asarray(acc), color=COLOUR[rep], label=f"classifier on {LABEL[rep]}")
+        ax.axhline(100 * chance_level(n), color="grey", linestyle="--", label=f"chance (1/{n})")
+        ax.set_title(f"{f} ({OWNER[f]})")
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("accuracy on test batch (%)")
+        ax.set_ylim(0, 102)
+        ax.legend(fontsize=8, loc="center right")
+    fig.suptitle("Online classifier accuracy during training (report Fig. 2)")
+    return fig
+
+
+def accuracy_table(results: Mapping, n_values: Sequence[int]) -> Figure:
+    """Report Table VI as bars: held-out and online accuracy of S and E beside paper, report, ideal, chance.
+
+    `results` is evaluate's nested dict: results["shared"][factor], results["online"]["shared"][factor], ...
+    """
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    x = np.arange(len(FACTORS))
+    series = (("ours, held-out test images", lambda rep: results[rep], "tab:green"),
+              ("ours, online (test batches in training)", lambda rep: results["online"][rep], "tab:olive"),
+              ("Sanchez et al. (paper)", lambda rep: PAPER_ACCURACY[rep], "tab:purple"),
+              ("Busellato (report)", lambda rep: REPORT_ACCURACY[rep], "tab:brown"))
+    width = 0.8 / len(series)
+    for ax, rep in zip(fig.subplots(1, 2, sharey=True), ("shared", "exclusive")):
+        for i, (label, values, colour) in enumerate(series):
+            ax.bar(x + (i - 1.5) * width, [100 * values(rep)[f] for f in FACTORS], width, label=label, color=colour)
+        ideal = [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, n_values)]
+        chance = [100 * chance_level(n) for n in n_values]
+        ax.scatter(x, ideal, marker="_", s=900, color="black", zorder=3, label="ideal")
+        ax.scatter(x, chance, marker="_", s=900, color="red", zorder=3, label="chance")
+        ax.set_xticks(x, FACTORS, rotation=20)
+        ax.set_ylabel("classifier accuracy (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal {results[rep]['distance_to_ideal']:.4f} "
+                     f"(paper {PAPER_DISTANCE[rep]:.4f}, report {REPORT_DISTANCE[rep]:.3f})", fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9)
+    fig.suptitle("Accuracy per factor against ideal and chance (report Table VI)")
+    return fig
+
+
+def _mosaic(rows: np.ndarray, gap: int = 4) -> np.ndarray:
+    """(Q, C, 64, 64, 3) uint8 -> one (Q*(64+gap), C*(64+gap), 3) image, white between tiles,
+    a wider gap after the first column (the query)."""
+    q, c, h, w, _ = rows.shape
+    tiles = np.full((q, c, h + gap, w + gap, 3), 255, dtype=np.uint8)
+    tiles[:, :, :h, :w] = rows
+    grid = tiles.transpose(0, 2, 1, 3, 4).reshape(q * (h + gap), c * (w + gap), 3)
+    return np.concatenate([grid[:, :w + gap], np.full((len(grid), 3 * gap, 3), 255, np.uint8),
+                           grid[:, w + gap:]], axis=1)
+
+
+def retrieval_grid(queries: np.ndarray, neighbours: Mapping[str, np.ndarray]) -> Figure:
+    """Paper Fig. 4: each test query (left column) with its nearest test images by S and by E.
+
+    `queries` (Q, 64, 64, 3) uint8; `neighbours[representation]` (Q, k, 64, 64, 3) uint8, nearest first.
+    """
+    k = next(iter(neighbours.values())).shape[1]
+    fig = Figure(figsize=(max(8.0, 2 * (k + 1.3) * 0.7), len(queries) * 0.7 + 1.4), layout="constrained")
+    meaning = {"shared": "should share scale, shape, orientation",
+               "exclusive": "should share floor, wall, object hue"}
+    for ax, (rep, nbrs) in zip(fig.subplots(1, len(neighbours), squeeze=False)[0], neighbours.items()):
+        ax.imshow(_mosaic(np.concatenate([queries[:, None], nbrs], axis=1)))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"Nearest by {LABEL[rep]}:\n{meaning[rep]}", fontsize=10)
+        ax.set_xlabel(f"query | {k} nearest, nearest first")
+    fig.suptitle("Retrieval among held-out test images by Euclidean distance of the codes (paper Fig. 4)")
+    return fig
+
+
+def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
+    """Training losses of both stages: `curves[stage][loss name]` is (steps, value)."""
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    titles = {"shared": "Shared stage (eq. 5-7)", "exclusive": "Exclusive stage (eq. 8-10)"}
+    for ax, (stage, per_loss) in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves.items()):
+        for name, (steps, value) in per_loss.items():
+            ax.plot(steps, value, label=name)
+        ax.set_title(f"{titles[stage]} training losses")
+        ax.set_xlabel("training iteration")
+        ax.set_ylabel("value as logged (MI estimates in nats)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Training losses: total is minimised; global and local are the JSD MI estimates it maximises")
+    return fig
+
+
+def lambda_adv_curve(lambdas: np.ndarray, accuracy: Mapping[str, np.ndarray]) -> Figure:
+    """Paper Fig. 5: held-out accuracy of the classifier on E per factor as lambda_adv varies.
+
+    `lambdas` (R,) one value per run; `accuracy[factor]` (R,) fractions. Runs sharing a lambda
+    are drawn as points and their mean joined by the line. Chance levels (dashed) are the official
+    grid's: a sweep reads only `dvc exp show`, with no pairs file at hand.
+    """
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    lambdas = np.asarray(lambdas, dtype=float)
+    levels = np.unique(lambdas)
+    for i, (f, n) in enumerate(zip(FACTORS, SIZES)):
+        colour = f"C{i}"
+        acc = 100 * np.asarray(accuracy[f], dtype=float)
+        ax.scatter(lambdas, acc, color=colour, s=12, alpha=0.6)
+        ax.plot(levels, [acc[lambdas == v].mean() for v in levels], marker="o", color=colour,
+                label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)")
+        ax.axhline(100 * chance_level(n), color=colour, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("lambda_adv (weight of the adversarial term)")
+    ax.set_ylabel("held-out accuracy of classifier on E (%)")
+    ax.set_ylim(0, 102)
+    ax.set_title("Exclusive representation vs lambda_adv (paper Fig. 5)")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,30 @@
+"""Stage 1: get Shapes3D into one HDF5 file with the official layout, downloaded or rendered offline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dismi import render
+from dismi.download import download
+from dismi.shapes3d import SHAPES3D_SHA256, SHAPES3D_SIZE, validate_file
+from stages import params as P
+
+_WAYS_OUT = ("copy 3dshapes.h5 onto this machine and run `dvc exp run -S shapes3d_url=file:///path/to/3dshapes.h5`, "
+             "or render the dataset offline with `dvc exp run -S dataset=synthetic`")
+
+
+def main(out: Path = typer.Option(..., help="Shapes3D HDF5 file to write."),
+         params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
+    out.unlink(missing_ok=True)  # as under DVC: a failed run must not leave an older file looking current
+    p = P.load(params, ["dataset", "shapes3d_url", "synthetic_grid"])
+    try:
+        if p["dataset"] == "shapes3d":
+            download(p["shapes3d_url"], out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, ways_out=_WAYS_OUT)
+        else:
+            render.write_synthetic(out, grid=p["synthetic_grid"])
+        classes = validate_file(out)
+    except BaseException:
+        out.unlink(missing_ok=True)  # an interrupted render or a file off the contract must not look done
+        raise
+    typer.echo(f"{out}: {len(classes)} images")

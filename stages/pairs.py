@@ -1,0 +1,24 @@
+"""Stage 2: the train/test pair dataset that both training stages read (training never opens Shapes3D)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from dismi.pairfile import TEST, write_pairs
+from dismi.pairs import pair_data
+from dismi.shapes3d import validate_file
+from stages import params as P
+
+
+def main(data: Path = typer.Option(..., help="Shapes3D HDF5 file (output of the download stage)."),
+         out: Path = typer.Option(..., help="Pairs HDF5 file to write."),
+         params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
+    out.unlink(missing_ok=True)  # as under DVC: a failed run must not leave an older file looking current
+    p = P.load(params, ["n_pairs", "test_fraction", "seed"])
+    classes = validate_file(data)
+    pairs = pair_data(data, classes, p["n_pairs"], p["test_fraction"], p["seed"])
+    write_pairs(out, pairs)
+    n_test = int(np.sum(pairs.split == TEST))
+    typer.echo(f"{out}: {len(pairs.x)} pairs ({n_test} test) over {len(pairs.images)} images")

@@ -1,0 +1,95 @@
+"""Stage 6: the four PNG figures (learning curves, accuracy table, retrieval, losses) under --out."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from dismi import plotting
+from dismi.errors import DismiError
+from dismi.factors import FACTORS
+from dismi.pairfile import PairData, load_pairs
+
+
+def _curve(tsv: Path) -> plotting.Curve:
+    """(steps, values) from one dvclive TSV (columns: [timestamp,] step, <name>)."""
+    try:
+        with tsv.open(newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        name = tsv.stem
+        return (np.array([int(r["step"]) for r in rows]), np.array([float(r[name]) for r in rows]))
+    except FileNotFoundError:
+        raise DismiError(f"training curve {tsv} not found: run the training stages first (dvc repro)") from None
+    except (KeyError, ValueError) as e:
+        raise DismiError(f"training curve {tsv} is not a dvclive TSV ({e!r}): rerun its training stage") from None
+
+
+def _series(live: Path, group: str) -> dict[str, plotting.Curve]:
+    """Every curve dvclive logged under `group` (e.g. "loss"), keyed by name, sorted."""
+    tsvs = sorted((live / "plots" / "metrics" / group).glob("*.tsv"))
+    if not tsvs:
+        raise DismiError(f"no {group} curves under {live}: run its training stage first (dvc repro)")
+    return {t.stem: _curve(t) for t in tsvs}
+
+
+def _read_json(path: Path, made_by: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DismiError(f"{path} not found: run the {made_by} stage first") from None
+    except json.JSONDecodeError:
+        raise DismiError(f"{path} is not valid JSON: rerun the {made_by} stage") from None
+
+
+def _check_results(results: dict, path: Path) -> None:
+    """The figures need every held-out and online accuracy and both distances."""
+    needed = [(rep, key) for rep in ("shared", "exclusive") for key in (*FACTORS, "distance_to_ideal")]
+    needed += [("online", rep, f) for rep in ("shared", "exclusive") for f in FACTORS]
+    for keys in needed:
+        node = results
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise DismiError(f"{path} lacks {'.'.join(keys)}: rerun the evaluate stage")
+            node = node[key]
+
+
+def _retrieval_images(data: PairData, examples: dict, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Query images (Q, 64, 64, 3) and neighbour images per representation (Q, k, 64, 64, 3)."""
+    queries = examples["queries"]
+    rows = np.array([q["row"] for q in queries])
+    neighbours = {rep: np.array([q[rep]["rows"] for q in queries]) for rep in ("shared", "exclusive")}
+    sources = np.array([q["source"] for q in queries])
+    # The rows only mean something in the pairs file evaluate read; the Shapes3D indices prove it.
+    if rows.max() >= len(data.source) or not np.array_equal(data.source[rows], sources):
+        raise DismiError(f"{path} was written for another pairs file: rerun the evaluate stage")
+    return data.images[rows], {rep: data.images[n] for rep, n in neighbours.items()}
+
+
+def main(
+    pairs: Path = typer.Option(..., help="pair dataset (HDF5): images for the retrieval figure, chance levels"),
+    live_shared: Path = typer.Option(..., help="train-shared's dvclive directory"),
+    live_exclusive: Path = typer.Option(..., help="train-exclusive's dvclive directory"),
+    metrics: Path = typer.Option(..., help="evaluate's metrics JSON"),
+    retrieval: Path = typer.Option(..., help="evaluate's retrieval JSON"),
+    out: Path = typer.Option(..., help="output directory for the PNGs"),
+) -> None:
+    data = load_pairs(pairs)
+    n_values = data.n_values()
+    lives = {"shared": live_shared, "exclusive": live_exclusive}
+    results = _read_json(metrics, "evaluate")
+    _check_results(results, metrics)
+    queries, neighbours = _retrieval_images(data, _read_json(retrieval, "evaluate"), retrieval)
+    figures = {
+        "learning_curves": plotting.learning_curves(
+            {rep: {f: _curve(live / "plots" / "metrics" / "acc" / rep / f"{f}.tsv") for f in FACTORS}
+             for rep, live in lives.items()}, n_values),
+        "accuracy_table": plotting.accuracy_table(results, n_values),
+        "retrieval": plotting.retrieval_grid(queries, neighbours),
+        "losses": plotting.losses({rep: _series(live, "loss") for rep, live in lives.items()}),
+    }
+    for name, fig in figures.items():
+        plotting.save_figure(fig, out / f"{name}.png")
+    typer.echo(f"wrote {', '.join(f'{name}.png' for name in figures)} to {out}")

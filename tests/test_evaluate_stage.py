@@ -1,0 +1,168 @@
+"""evaluate and plot end to end through the CLI, on a tiny pairs file, tiny encoders and real dvclive logs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+import yaml
+from dvclive import Live
+from typer.testing import CliRunner
+
+from dismi.factors import FACTORS, SIZES, index_to_classes
+from dismi.networks import Encoder, seeded
+from dismi.pairfile import TEST, PairData, load_pairs, write_pairs
+from dismi.training import file_sha256, save_model
+from stages.__main__ import app
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = dict(seed=0, probe_epochs=2, probe_lr=1e-3, probe_batch_size=16, retrieval_k=3, retrieval_queries=8,
+              device="cpu")
+LOSSES = {"shared": ("total", "global", "local", "l1", "classifier"),
+          "exclusive": ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")}
+PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses")
+
+
+def _pairs(path: Path, n_pairs: int = 40) -> None:
+    """Pairs of random images sharing scale, shape, orientation; the last quarter is the test split."""
+    rng = np.random.default_rng(0)
+    x = index_to_classes(rng.choice(int(np.prod(SIZES)), size=n_pairs, replace=False))
+    y = x.copy()
+    y[:, :3] = (x[:, :3] + rng.integers(1, 10, size=(n_pairs, 3))) % 10  # other hues
+    classes = np.concatenate([x, y])
+    write_pairs(path, PairData(
+        images=rng.integers(0, 256, size=(2 * n_pairs, 64, 64, 3), dtype=np.uint8), classes=classes,
+        source=np.ravel_multi_index(tuple(classes.T), SIZES).astype(np.int64),
+        x=np.arange(n_pairs), y=np.arange(n_pairs, 2 * n_pairs),
+        split=(np.arange(n_pairs) >= 3 * n_pairs // 4).astype(np.uint8),
+        attrs={"seed": 0, "n_pairs": n_pairs, "test_fraction": 0.25}))
+
+
+def _live(path: Path, rep: str, steps: int = 3) -> None:
+    with Live(dir=str(path), dvcyaml=None, save_dvc_exp=False) as live:
+        for step in range(steps):
+            for name in LOSSES[rep]:
+                live.log_metric(f"loss/{name}", 1.0 / (step + 1))
+            for f in FACTORS:
+                live.log_metric(f"acc/{rep}/{f}", 0.1 * (step + 1) + 0.01 * FACTORS.index(f))
+            live.next_step()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A working directory with what the training stages leave behind, and evaluate run on it."""
+    d = tmp_path_factory.mktemp("eval")
+    _pairs(d / "data" / "pairs.h5")
+    sha = file_sha256(d / "data" / "pairs.h5")
+    for i, rep in enumerate(("shared", "exclusive")):
+        encoder = seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(i))
+        save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha)
+        _live(d / "metrics" / f"train_{rep}", rep)
+    (d / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    result = _cli(_args(d, "evaluate"))
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def _args(d: Path, stage: str, **override) -> list[str]:
+    """The stage's command line from dvc.yaml, its paths rooted in `d`, some options replaced."""
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["cmd"].split()[3:]
+    args = [str(d / a) if a.startswith(("data/", "models/", "metrics/")) else a for a in cmd]
+    for flag, value in override.items():
+        args[args.index("--" + flag.replace("_", "-")) + 1] = str(value)
+    return args + (["--params", str(d / "params.yaml")] if stage == "evaluate" else [])
+
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+def _elsewhere(tmp_path: Path) -> dict:
+    """evaluate's outputs redirected away from the shared project."""
+    return dict(metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json")
+
+
+def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
+    m = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert list(m) == ["shared", "exclusive", "retrieval", "online"]
+    for rep in ("shared", "exclusive"):
+        assert set(m[rep]) == {*FACTORS, "distance_to_ideal"}
+        assert all(0.0 <= m[rep][f] <= 1.0 for f in FACTORS)
+        assert m[rep]["distance_to_ideal"] >= 0.0
+        assert set(m["retrieval"][rep]) == set(FACTORS)
+        # Online figures are the last values the training logs hold (step 2: 0.3 + 0.01 * factor index).
+        assert m["online"][rep] == pytest.approx({f: 0.3 + 0.01 * i for i, f in enumerate(FACTORS)})
+    md = (project / "metrics" / "evaluate.md").read_text()
+    for f in FACTORS:
+        assert f"| {f} | " in md
+    assert "| distance to ideal |" in md and "held-out" in md and "Online" in md
+
+
+def test_retrieval_json_names_test_images_and_never_the_query(project):
+    data = load_pairs(project / "data" / "pairs.h5")
+    test_rows = set(data.image_rows(TEST).tolist())
+    r = json.loads((project / "metrics" / "retrieval.json").read_text())
+    assert r["k"] == PARAMS["retrieval_k"] and len(r["queries"]) == 6
+    for q in r["queries"]:
+        assert q["row"] in test_rows and data.source[q["row"]] == q["source"]
+        for rep in ("shared", "exclusive"):
+            rows = q[rep]["rows"]
+            assert len(rows) == 3 and q["row"] not in rows and set(rows) <= test_rows
+            assert data.source[rows].tolist() == q[rep]["source"]
+
+
+def test_evaluate_is_reproducible(project, tmp_path):
+    result = _cli(_args(project, "evaluate", **_elsewhere(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "e.json").read_text() == (project / "metrics" / "evaluate.json").read_text()
+    assert (tmp_path / "r.json").read_text() == (project / "metrics" / "retrieval.json").read_text()
+
+
+def test_swapped_models_fail_in_one_line_and_leave_no_results(project, tmp_path):
+    args = _args(project, "evaluate", exclusive=project / "models" / "shared.pt", **_elsewhere(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "stages", *args], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model") and "'shared' encoder" in lines[0], r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_too_large_retrieval_k_names_the_param(project, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**PARAMS, "retrieval_k": 50}))
+    args = _args(project, "evaluate", **_elsewhere(tmp_path))
+    args[-1] = str(params)
+    result = _cli(args)
+    assert result.exit_code != 0 and "retrieval_k=50" in str(result.exception)
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_missing_training_log_is_named(project, tmp_path):
+    result = _cli(_args(project, "evaluate", online_shared=tmp_path / "nope.json", **_elsewhere(tmp_path)))
+    assert result.exit_code != 0 and "nope.json not found" in str(result.exception)
+
+
+# ---- plot ----------------------------------------------------------------------------------
+
+def test_plot_writes_the_four_figures(project, tmp_path):
+    result = _cli(_args(project, "plot", out=tmp_path / "plots"))
+    assert result.exit_code == 0, result.output
+    for name in PNGS:
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.stat().st_size > 1000
+        image = matplotlib.image.imread(png)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01  # decodes, not blank
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(f"{n}.png" for n in PNGS)
+
+
+def test_plot_refuses_retrieval_rows_from_another_pairs_file(project, tmp_path):
+    other = tmp_path / "other.h5"
+    data = load_pairs(project / "data" / "pairs.h5")
+    data.source = data.source[::-1].copy()
+    write_pairs(other, data)
+    result = _cli(_args(project, "plot", pairs=other, out=tmp_path / "plots"))
+    assert result.exit_code != 0 and "another pairs file" in str(result.exception)
+    assert not (tmp_path / "plots").exists()

@@ -1,0 +1,383 @@
+"""The two training stages (report Sec. III): models, the training loop, checkpoints, model files.
+
+The loop keeps everything on the device: the split's images live there as uint8, batches and
+negatives are drawn there by index from seeded device generators, loss terms are summed there,
+and a NaN/inf is noted there; the host reads anything back only every `log_every` iterations.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dismi import losses
+from dismi.errors import DismiError
+from dismi.factors import FACTORS, SIZES
+from dismi.networks import (Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, seeded,
+                            to_input)
+from dismi.pairfile import TEST, TRAIN, PairData
+
+EVAL_IMAGES = 512  # test images per online-accuracy measurement
+MODEL_KINDS = ("shared", "exclusive")
+
+
+# --------------------------------------------------------------------------- device, files
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu; an explicit cuda without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DismiError(f"device={name!r} but no CUDA device is visible: set device to auto or cpu")
+    return torch.device(name)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves a complete-looking file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data_sha256: str, **extra: Any) -> None:
+    """Final weights of one encoder with what they were trained with; loadable with weights_only=True."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+    _atomic_save({"kind": kind, "config": {"width": encoder.width, "out_dim": encoder.out_dim},
+                  "state_dict": _cpu_state(encoder), "params": dict(params), "data_sha256": data_sha256,
+                  **extra}, path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Encoder, dict]:
+    """-> (encoder in eval mode on `device`, the file's other fields)."""
+    path = Path(path)
+    if not path.exists():
+        raise DismiError(f"model file {path} not found: run its training stage first (dvc repro)")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        encoder = Encoder(**blob["config"])
+        encoder.load_state_dict(blob["state_dict"])
+    except Exception as e:  # any unreadable or foreign file gets the same one-line answer
+        raise DismiError(f"model file {path} is not a dismi model ({type(e).__name__}): "
+                         "delete it and rerun its training stage") from None
+    meta = {k: v for k, v in blob.items() if k != "state_dict"}
+    return encoder.to(device).eval(), meta
+
+
+def save_checkpoint(path: str | Path, state: dict, fingerprint: dict) -> None:
+    _atomic_save({"fingerprint": fingerprint, **state}, path)
+
+
+def load_checkpoint(path: str | Path, fingerprint: dict) -> dict | None:
+    """The checkpoint's state when it exists, is readable and was made with `fingerprint`; else None."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # missing, truncated or foreign: the run starts fresh and overwrites it
+        return None
+    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
+
+
+# --------------------------------------------------------------------------- data on the device
+
+class DevicePairs:
+    """One split's pairs, its images resident on the device as uint8 and drawn there by index."""
+
+    def __init__(self, data: PairData, split: int, device: torch.device):
+        pairs, rows = data.pair_indices(split), data.image_rows(split)
+        name = "train" if split == TRAIN else "test"
+        if len(pairs) < 2:
+            more = "n_pairs or test_fraction" if split == TEST else "n_pairs"
+            raise DismiError(f"the pairs file has {len(pairs)} {name} pair(s); at least 2 are needed: "
+                             f"raise {more} and rerun the pairs stage")
+        self.images = torch.from_numpy(data.images[rows]).to(device)   # (M, 64, 64, 3) uint8
+        self.classes = torch.from_numpy(data.classes[rows]).to(device)  # (M, 6) int64
+        self.x = torch.from_numpy(np.searchsorted(rows, data.x[pairs])).to(device)  # (P,) rows of images
+        self.y = torch.from_numpy(np.searchsorted(rows, data.y[pairs])).to(device)
+
+    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n random pairs -> images (2n, 64, 64, 3): the n X images then their n Y partners; classes (2n, 6)."""
+        pick = torch.randint(len(self.x), (n,), generator=generator, device=self.x.device)
+        rows = torch.cat([self.x[pick], self.y[pick]])
+        return self.images[rows], self.classes[rows]
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.randint(len(self.images), (n,), generator=generator, device=self.images.device)
+        return self.images[rows], self.classes[rows]
+
+
+# --------------------------------------------------------------------------- models
+
+def _classifiers(dim: int) -> nn.ModuleList:
+    return nn.ModuleList(Classifier(dim, n) for n in SIZES)
+
+
+def _classifiers_loss(classifiers: nn.ModuleList, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
+    rep = rep.detach()
+    return torch.stack([losses.classifier_loss(clf(rep), classes[:, f])
+                        for f, clf in enumerate(classifiers)]).mean()
+
+
+class SharedModel(nn.Module):
+    """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
+    classifiers. One set for X and Y, as the paper does for Shapes3D."""
+
+    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool):
+        super().__init__()
+        self.alpha, self.beta, self.gamma, self.switched = alpha, beta, gamma, switched
+        self.encoder = Encoder(width, dim)
+        self.global_net = GlobalStatistics(8 * width, dim, width)
+        self.local_net = LocalStatistics(8 * width, dim, width)
+        self.classifiers = _classifiers(dim)
+
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
+        s, fmap = self.encoder(x)  # (2B, dim), (2B, 8w, 5, 5)
+        z = losses.partner(s, self.switched)
+        mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
+        mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
+        l1 = losses.l1_distance(*s.chunk(2))
+        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
+                "global": mi_global, "local": mi_local, "l1": l1,
+                "classifier": _classifiers_loss(self.classifiers, s, classes)}
+
+
+class ExclusiveModel(nn.Module):
+    """Exclusive stage (eq. 8-10): the exclusive encoder, statistics networks scoring
+    (C_sh ++ C_ex, R = S ++ E), the discriminator D(S, E), the online classifiers on E.
+    The frozen shared encoder is not part of it: it is an input, never trained or saved here."""
+
+    def __init__(self, shared_width: int, shared_dim: int, width: int, dim: int, *,
+                 alpha: float, beta: float, lambda_adv: float):
+        super().__init__()
+        self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
+        channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
+        self.encoder = Encoder(width, dim)
+        self.global_net = GlobalStatistics(channels, rep_dim, width)
+        self.local_net = LocalStatistics(channels, rep_dim, width)
+        self.discriminator = Discriminator(shared_dim, dim)
+        self.classifiers = _classifiers(dim)
+
+    def discriminator_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> torch.Tensor:
+        """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
+        return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
+
+    def forward(self, s: torch.Tensor, fmap_sh: torch.Tensor, e: torch.Tensor, fmap_ex: torch.Tensor,
+                classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
+        r = torch.cat([s, e], dim=1)                  # (2B, shared_dim + dim)
+        fmap = torch.cat([fmap_sh, fmap_ex], dim=1)   # (2B, 8w_sh + 8w, 5, 5)
+        mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
+        mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
+        adv = losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
+        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
+                "global": mi_global, "local": mi_local, "adv_encoder": adv,
+                "classifier": _classifiers_loss(self.classifiers, e, classes)}
+
+
+# --------------------------------------------------------------------------- trainers
+
+def _stage_seeds(seed: int, stage: int) -> list[int]:
+    # Independent streams for init, training batches and test batches; `stage` keeps the exclusive
+    # encoder from starting as a copy of the shared one.
+    return np.random.SeedSequence([seed, stage]).generate_state(3).tolist()
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    # fused: one kernel for all parameters, on the CPU as on CUDA (the per-tensor loop cost a
+    # fifth of a small model's iteration)
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
+
+
+def _next_multiple(i: int, k: int) -> int:
+    return (i // k + 1) * k
+
+
+class Trainer:
+    """The loop shared by both stages; a subclass provides the model, optimizers and `step`."""
+
+    terms: tuple[str, ...]
+    representation: str  # "shared" | "exclusive": names the online accuracies
+
+    def __init__(self, model: nn.Module, seeds: list[int], device: torch.device, compile: bool):
+        self.device = device
+        self.model = model.to(device, memory_format=torch.channels_last)  # as to_input's images
+        self.batch_gen = torch.Generator(device).manual_seed(seeds[1])
+        self.eval_gen = torch.Generator(device).manual_seed(seeds[2])
+        self.iteration = 0
+        self.sums = torch.zeros(len(self.terms), device=device)  # per-term sums since the last log
+        self.count = 0
+        self.first_bad = torch.full((len(self.terms),), -1, dtype=torch.long, device=device)
+        if compile:
+            for m in self.model.modules():
+                if isinstance(m, (Encoder, GlobalStatistics, LocalStatistics)):
+                    m.compile()  # in place: parameter names, hence checkpoints, stay the same
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _backward(self, optimizer: str, loss: torch.Tensor, update: bool) -> None:
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if update:
+            opt.step()
+
+    def step(self, images: torch.Tensor, classes: torch.Tensor, *, update: bool = True) -> torch.Tensor:
+        """One iteration on 2B images (X then Y) -> (len(terms),) detached loss terms.
+
+        update=False: forward and backward only, what `bench` compares the loop against.
+        """
+        raise NotImplementedError
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, train: DevicePairs, batch_size: int, n: int) -> None:
+        """n iterations, nothing read back to the host."""
+        for _ in range(n):
+            images, classes = train.pairs(batch_size, self.batch_gen)
+            terms = self.step(images, classes)
+            self.iteration += 1
+            self.sums += terms
+            self.count += 1
+            self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0),
+                                         self.iteration, self.first_bad)
+
+    def fit(self, data: PairData, *, iters: int, batch_size: int, log_every: int, checkpoint_every: int,
+            log: Callable[[int, dict[str, float]], None], save: Callable[[dict], None]) -> None:
+        """Train from `self.iteration` to `iters`: log(iteration, metrics) every `log_every` and at the
+        end, save(state) every `checkpoint_every` and at the end; a NaN/inf raises before either."""
+        train, test = DevicePairs(data, TRAIN, self.device), DevicePairs(data, TEST, self.device)
+        while self.iteration < iters:
+            stop = min(iters, _next_multiple(self.iteration, log_every),
+                       _next_multiple(self.iteration, checkpoint_every))
+            self.run(train, batch_size, stop - self.iteration)
+            self._raise_if_nonfinite()
+            if self.iteration % log_every == 0 or self.iteration == iters:
+                log(self.iteration, self._mean_terms() | self.online_accuracy(test))
+            if self.iteration % checkpoint_every == 0 or self.iteration == iters:
+                save(self.state_dict())
+
+    def _raise_if_nonfinite(self) -> None:
+        bad = [(it, name) for it, name in zip(self.first_bad.tolist(), self.terms) if it >= 0]
+        if bad:
+            # `total` is the sum of the others: name the term that went first.
+            it, _, name = min((it, name == "total", name) for it, name in bad)
+            raise DismiError(f"loss/{name} became nan or inf at iteration {it}: lower the learning rate "
+                             "or the weights (the last good checkpoint is kept)")
+
+    def _mean_terms(self) -> dict[str, float]:
+        means = (self.sums / self.count).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return {f"loss/{name}": m for name, m in zip(self.terms, means)}
+
+    @torch.no_grad()
+    def online_accuracy(self, test: DevicePairs) -> dict[str, float]:
+        """Accuracy of each online classifier on a batch of test images, networks in eval mode."""
+        images, classes = test.sample(EVAL_IMAGES, self.eval_gen)
+        self.model.eval()
+        try:
+            with self.autocast():
+                rep = self.model.encoder(to_input(images))[0]  # (n, dim): S or E
+                hits = torch.stack([(clf(rep).argmax(1) == classes[:, f]).float().mean()
+                                    for f, clf in enumerate(self.model.classifiers)])
+        finally:
+            self.model.train()
+        return {f"acc/{self.representation}/{name}": a for name, a in zip(FACTORS, hits.tolist())}
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iteration, "model": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "generators": {"batch": self.batch_gen.get_state(), "eval": self.eval_gen.get_state()},
+                "sums": self.sums, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = state["iteration"]
+        self.model.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        self.batch_gen.set_state(state["generators"]["batch"])
+        self.eval_gen.set_state(state["generators"]["eval"])
+        self.sums.copy_(state["sums"])
+        self.count = state["count"]
+
+
+class SharedTrainer(Trainer):
+    terms = ("total", "global", "local", "l1", "classifier")
+    representation = "shared"
+
+    def __init__(self, *, width: int, dim: int, alpha: float, beta: float, gamma: float, switched: bool,
+                 lr: float, seed: int, device: torch.device, compile: bool = False):
+        seeds = _stage_seeds(seed, 0)
+        model = seeded(lambda: SharedModel(width, dim, alpha=alpha, beta=beta, gamma=gamma, switched=switched),
+                       torch.Generator().manual_seed(seeds[0]))
+        super().__init__(model, seeds, device, compile)
+        # One optimizer: the classifiers see detached codes, so their loss only reaches them.
+        self.optimizers = {"main": _adam(self.model.parameters(), lr)}
+
+    def step(self, images, classes, *, update=True):
+        x = to_input(images)  # (2B, 3, 64, 64)
+        negatives = losses.other_in_view(len(images) // 2, self.batch_gen, self.device)
+        with self.autocast():
+            terms = self.model(x, classes, negatives)
+        self._backward("main", terms["total"] + terms["classifier"], update)
+        return torch.stack([terms[k].detach().float() for k in self.terms])
+
+
+class ExclusiveTrainer(Trainer):
+    terms = ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")
+    representation = "exclusive"
+
+    def __init__(self, *, shared: Encoder, width: int, dim: int, alpha: float, beta: float, lambda_adv: float,
+                 lr: float, seed: int, device: torch.device, compile: bool = False):
+        seeds = _stage_seeds(seed, 1)
+        model = seeded(lambda: ExclusiveModel(shared.width, shared.out_dim, width, dim,
+                                              alpha=alpha, beta=beta, lambda_adv=lambda_adv),
+                       torch.Generator().manual_seed(seeds[0]))
+        super().__init__(model, seeds, device, compile)
+        self.shared = shared.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        d_params = set(self.model.discriminator.parameters())
+        self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
+                           "discriminator": _adam(self.model.discriminator.parameters(), lr)}
+
+    def step(self, images, classes, *, update=True):
+        x = to_input(images)  # (2B, 3, 64, 64)
+        n_pairs = len(images) // 2
+        negatives = losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        with self.autocast():
+            with torch.no_grad():
+                s, fmap_sh = self.shared(x)  # (2B, shared_dim), (2B, 8w_sh, 5, 5)
+            e, fmap_ex = self.model.encoder(x)
+            d_loss = self.model.discriminator_loss(s, e.detach(), shuffle)
+        # Alternate: D learns first, then the encoder plays against the updated D. The encoder's
+        # backward also leaves gradients in D; D's next zero_grad discards them.
+        self._backward("discriminator", d_loss, update)
+        with self.autocast():
+            terms = self.model(s, fmap_sh, e, fmap_ex, classes, negatives)
+        self._backward("main", terms["total"] + terms["classifier"], update)
+        terms["adv_discriminator"] = d_loss
+        return torch.stack([terms[k].detach().float() for k in self.terms])

@@ -1,0 +1,141 @@
+"""Each loss on small hand-computed inputs, and the pairings that earlier implementations got wrong."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dismi import losses
+from dismi.training import ExclusiveModel, SharedModel
+
+torch.set_num_threads(1)
+LN2 = math.log(2)
+
+
+def test_jsd_mi_matches_eq_2_by_hand():
+    zeros = torch.zeros(4)
+    assert losses.jsd_mi(zeros, zeros).item() == pytest.approx(-2 * LN2)
+    t = torch.tensor([math.log(3)])
+    # -log(1 + e^-T) - log(1 + e^T) at T = ln 3: -ln(4/3) - ln 4
+    assert losses.jsd_mi(t, t).item() == pytest.approx(-math.log(4 / 3) - math.log(4))
+    # a perfect critic (high on joint, low on marginal) approaches the bound 0
+    assert losses.jsd_mi(torch.full((3,), 30.0), torch.full((3,), -30.0)).item() == pytest.approx(0, abs=1e-9)
+
+
+def test_views_sum_adds_the_x_term_and_the_y_term():
+    t = torch.tensor([1.0, 2.0, 10.0, 20.0])
+    assert losses.views_sum(lambda a: a.max(), t).item() == 2.0 + 20.0
+
+
+def test_partner_swaps_halves_only_when_switched():
+    s = torch.arange(8.0).reshape(4, 2)  # rows: X0, X1, Y0, Y1
+    assert losses.partner(s, True).tolist() == [[4, 5], [6, 7], [0, 1], [2, 3]]
+    assert torch.equal(losses.partner(s, False), s)
+
+
+def test_other_in_view_points_every_row_at_another_row_of_its_own_half():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = losses.other_in_view(5, g, torch.device("cpu"))
+        rows = torch.arange(10)
+        assert (idx != rows).all()
+        assert ((idx < 5) == (rows < 5)).all()
+        assert sorted(idx.tolist()) == list(range(10))  # a permutation: every code used once
+
+
+def test_l1_distance_is_mean_absolute_difference():
+    a, b = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.0, 2.0]])
+    assert losses.l1_distance(a, b).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_classifier_loss_is_cross_entropy_on_logits_not_a_double_softmax():
+    logits, target = torch.tensor([[0.0, math.log(3)]]), torch.tensor([1])
+    assert losses.classifier_loss(logits, target).item() == pytest.approx(-math.log(3 / 4))
+    # A confident right answer costs ~0; softmax-then-cross-entropy would still charge ~0.31.
+    assert losses.classifier_loss(torch.tensor([[10.0, -10.0]]), torch.tensor([0])).item() < 1e-6
+
+
+def test_discriminator_labels_shuffled_samples_real_and_joint_samples_fake():
+    zeros = torch.zeros(3)
+    assert losses.discriminator_loss(zeros, zeros).item() == pytest.approx(2 * LN2)
+    t = torch.tensor([math.log(3)])
+    assert losses.discriminator_loss(joint_logits=t, shuffled_logits=t).item() == pytest.approx(
+        math.log(4) + math.log(4 / 3))  # -log(1 - D(joint)) - log D(shuffled), D = 3/4
+    high, low = torch.full((2,), 20.0), torch.full((2,), -20.0)
+    assert losses.discriminator_loss(joint_logits=low, shuffled_logits=high).item() < 1e-6  # right
+    assert losses.discriminator_loss(joint_logits=high, shuffled_logits=low).item() > 30  # backwards
+
+
+def test_encoder_adversarial_loss_rewards_joint_samples_that_look_shuffled():
+    assert losses.encoder_adversarial_loss(torch.zeros(2)).item() == pytest.approx(LN2)
+    assert losses.encoder_adversarial_loss(torch.full((2,), 20.0)).item() < 1e-6
+    assert losses.encoder_adversarial_loss(torch.full((2,), -20.0)).item() > 19
+
+
+class _SpyStatistics(nn.Module):
+    """Scores 0 and records which representation each feature map was paired with."""
+
+    def __init__(self):
+        super().__init__()
+        self.reps = []
+
+    def embed(self, fmap):
+        return fmap.flatten(1)[:, :1]
+
+    def score(self, h, rep):
+        self.reps.append(rep.detach().clone())
+        return torch.zeros(len(h), requires_grad=True)
+
+
+def _shared_forward(switched, n_pairs=4):
+    torch.manual_seed(0)
+    model = SharedModel(2, 3, alpha=0.5, beta=1.0, gamma=0.1, switched=switched)
+    model.global_net, model.local_net = _SpyStatistics(), _SpyStatistics()
+    x = torch.randn(2 * n_pairs, 3, 64, 64)
+    negatives = losses.other_in_view(n_pairs, torch.Generator().manual_seed(1), torch.device("cpu"))
+    model(x, torch.zeros(2 * n_pairs, 6, dtype=torch.long), negatives)
+    with torch.no_grad():
+        s = model.encoder(x)[0]
+    return model, s.chunk(2), negatives
+
+
+@pytest.mark.parametrize("net", ["global_net", "local_net"])
+def test_switched_terms_score_x_with_s_y_and_y_with_s_x_in_joint_and_negative_parts(net):
+    model, (s_x, s_y), negatives = _shared_forward(switched=True)
+    (reps,) = getattr(model, net).reps
+    joint, negative = reps.chunk(2)
+    b = len(s_x)
+    assert torch.allclose(joint[:b], s_y) and torch.allclose(joint[b:], s_x)
+    # negatives: X maps with S_Y of ANOTHER pair, Y maps with S_X of another pair
+    assert torch.allclose(negative[:b], s_y[negatives[:b]]) and torch.allclose(negative[b:], s_x[negatives[b:] - b])
+    assert (negatives[:b] != torch.arange(b)).all()
+
+
+def test_unswitched_ablation_scores_each_map_with_its_own_representation():
+    model, (s_x, s_y), negatives = _shared_forward(switched=False)
+    (reps,) = model.global_net.reps
+    joint, negative = reps.chunk(2)
+    b = len(s_x)
+    assert torch.allclose(joint, torch.cat([s_x, s_y]))
+    assert torch.allclose(negative[:b], s_x[negatives[:b]]) and torch.allclose(negative[b:], s_y[negatives[b:] - b])
+
+
+def test_exclusive_terms_score_each_map_with_its_own_full_representation_and_d_sees_joint_vs_shuffled():
+    torch.manual_seed(0)
+    model = ExclusiveModel(2, 3, 2, 4, alpha=0.5, beta=1.0, lambda_adv=0.01)
+    model.global_net = _SpyStatistics()
+    seen = []
+    model.discriminator.register_forward_hook(lambda m, args, out: seen.append(args))
+    n = 3
+    s, e = torch.randn(2 * n, 3), torch.randn(2 * n, 4)
+    fmap_sh, fmap_ex = torch.randn(2 * n, 16, 5, 5), torch.randn(2 * n, 16, 5, 5)
+    negatives = losses.other_in_view(n, torch.Generator().manual_seed(1), torch.device("cpu"))
+    model(s, fmap_sh, e, fmap_ex, torch.zeros(2 * n, 6, dtype=torch.long), negatives)
+    joint, negative = model.global_net.reps[0].chunk(2)
+    r = torch.cat([s, e], 1)
+    assert torch.equal(joint, r) and torch.equal(negative, r[negatives])
+    assert torch.equal(seen[0][0], s) and torch.equal(seen[0][1], e)  # encoder's term: joint samples
+    seen.clear()
+    model.discriminator_loss(s, e, negatives)
+    (s_joint, e_joint), (s_shuf, e_shuf) = seen
+    assert torch.equal(e_joint, e) and torch.equal(s_shuf, s) and torch.equal(e_shuf, e[negatives])

@@ -1,0 +1,132 @@
+"""Shapes of the report's Tables I-V, and every layer of every scoring network doing something."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dismi.errors import DismiError
+from dismi.networks import (Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, encode, seeded,
+                            to_input)
+from dismi.training import ExclusiveModel, SharedModel
+
+torch.set_num_threads(1)
+
+
+def _images(n, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8))
+
+
+def test_to_input_scales_uint8_to_minus_one_one_channels_first_in_nhwc_memory():
+    img = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    img[0, 5, 7] = torch.tensor([0, 255, 128], dtype=torch.uint8)
+    x = to_input(img)
+    assert x.shape == (1, 3, 64, 64) and x.dtype == torch.float32
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert x[0, :, 5, 7].tolist() == pytest.approx([-1.0, 1.0, 128 / 127.5 - 1], abs=1e-6)
+    assert x.min() == -1.0 and x.max() == 1.0
+
+
+@pytest.mark.parametrize("width,dim", [(64, 64), (4, 8)])
+def test_encoder_gives_8w_by_5_by_5_map_and_representation(width, dim):
+    enc = Encoder(width, dim)
+    rep, fmap = enc(to_input(_images(2)))
+    assert rep.shape == (2, dim)
+    assert fmap.shape == (2, 8 * width, 5, 5)  # 512 x 5 x 5 at the paper's width 64
+
+
+def test_encoder_layers_follow_table_1():
+    enc = Encoder(8, 16)
+    convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
+        (3, 8, (4, 4), (1, 1), (0, 0)), (8, 16, (4, 4), (2, 2), (0, 0)),
+        (16, 32, (4, 4), (2, 2), (0, 0)), (32, 64, (4, 4), (2, 2), (0, 0))]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in enc.modules()) == 3  # conv1-3, not conv0
+
+
+def test_statistics_networks_score_shapes_and_exclusive_global_net_sees_16w_channels():
+    width = 64
+    shared = SharedModel(width, 64, alpha=0.5, beta=1.0, gamma=0.1, switched=True)
+    assert shared.global_net.convs[0].in_channels == 512
+    ex = ExclusiveModel(width, 64, width, 64, alpha=0.5, beta=1.0, lambda_adv=0.01)
+    assert ex.global_net.convs[0].in_channels == 16 * width == 1024
+    assert ex.local_net.map_in.in_features == 1024
+    fmap, rep = torch.randn(3, 1024, 5, 5), torch.randn(3, 128)
+    assert ex.global_net(fmap, rep).shape == (3,)
+    assert ex.local_net(fmap, rep).shape == (3, 25)  # one score per location of the 5x5 map
+    assert ex.discriminator(rep[:, :64], rep[:, 64:]).shape == (3,)
+
+
+def test_local_network_equals_1x1_convs_over_map_concatenated_with_tiled_representation():
+    torch.manual_seed(0)
+    net = LocalStatistics(6, 3, width=2)
+    fmap, rep = torch.randn(2, 6, 5, 5), torch.randn(2, 3)
+    tiled = torch.cat([fmap, rep[:, :, None, None].expand(2, 3, 5, 5)], dim=1)  # Table III literally
+    w0 = torch.cat([net.map_in.weight, net.rep_in.weight], dim=1)[:, :, None, None]
+    h = torch.relu(nn.functional.conv2d(tiled, w0, net.map_in.bias))
+    h = torch.relu(nn.functional.conv2d(h, net.head[1].weight[:, :, None, None], net.head[1].bias))
+    out = nn.functional.conv2d(h, net.head[3].weight[:, :, None, None], net.head[3].bias)
+    assert torch.allclose(net(fmap, rep), out.flatten(1), atol=1e-5)
+
+
+def _layers(net):
+    return [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+@pytest.mark.parametrize("make,inputs", [
+    (lambda: GlobalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
+    (lambda: LocalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
+    (lambda: Discriminator(8, 8), lambda: (torch.randn(4, 8), torch.randn(4, 8))),
+])
+def test_every_layer_of_each_scoring_network_changes_its_output(make, inputs):
+    # Regression: an earlier global network overwrote its second dense layer's output.
+    torch.manual_seed(0)
+    net, args = make(), inputs()
+    base = net(*args)
+    layers = _layers(net)
+    assert len(layers) >= 3
+    for layer in layers:
+        with torch.no_grad():
+            layer.weight.add_(0.5)
+            changed = not torch.allclose(net(*args), base)
+            layer.weight.sub_(0.5)
+        assert changed, f"perturbing {layer} left the output unchanged"
+    with torch.no_grad():  # and the representation input matters too
+        assert not torch.allclose(net(args[0], args[1].flip(0)), base)
+
+
+def test_classifier_returns_logits_not_probabilities():
+    torch.manual_seed(0)
+    clf = Classifier(8, 5)
+    out = clf(torch.randn(16, 8) * 10)
+    assert out.shape == (16, 5)
+    assert (out < 0).any() and not torch.allclose(out.sum(1), torch.ones(16))
+
+
+def test_seeded_build_is_reproducible_and_leaves_global_rng_alone():
+    before = torch.random.get_rng_state()
+    a = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(3))
+    b = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(3))
+    c = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(4))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(a.dense.weight, c.dense.weight)
+    assert a.convs[3][1].weight.eq(1).all()  # BatchNorm starts at identity
+
+
+def test_encode_runs_in_eval_mode_in_batches_and_restores_mode():
+    torch.manual_seed(0)
+    enc = Encoder(4, 8).train()
+    imgs = _images(5).numpy()
+    codes = encode(enc, imgs, batch_size=2)
+    assert codes.shape == (5, 8) and codes.dtype == np.float32
+    assert enc.training  # mode restored
+    enc.eval()
+    with torch.no_grad():
+        expected = enc(to_input(torch.from_numpy(imgs)))[0].numpy()
+    np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-5)  # eval mode: batch-independent
+
+
+def test_encode_rejects_float_images_with_one_line():
+    with pytest.raises(DismiError, match="uint8 array of shape"):
+        encode(Encoder(4, 8), np.zeros((2, 64, 64, 3), dtype=np.float32))

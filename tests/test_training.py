@@ -1,0 +1,260 @@
+"""Both training stages through the CLI on a tiny structured pairs file (width 4, a few dozen iterations)."""
+import colorsys
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from dismi import losses, training
+from dismi.errors import DismiError
+from dismi.factors import FACTORS
+from dismi.pairfile import PairData, write_pairs
+from stages.__main__ import app
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+ITERS = 40
+TINY = {"width": 4, "shared_dim": 8, "exclusive_dim": 8, "batch_size": 8, "lr_sh": 2e-3, "lr_ex": 2e-3,
+        "iters_sh": ITERS, "iters_ex": ITERS, "log_every": 10, "checkpoint_every": 20, "device": "cpu"}
+
+
+def _hue(k):
+    return np.array(colorsys.hsv_to_rgb(k / 10, 0.8, 0.9)) * 255
+
+
+def _render(classes):
+    """Wall, floor and object hue; object size (scale), outline (shape) and position (orientation)."""
+    yy, xx = np.mgrid[:64, :64]
+    img = np.empty((len(classes), 64, 64, 3))
+    for i, (floor, wall, obj, scale, shape, orient) in enumerate(classes):
+        img[i, :32], img[i, 32:] = _hue(wall), _hue(floor)
+        r, dx, dy = 8 + 2 * scale, np.abs(xx - 14 - 2 * orient), np.abs(yy - 34)
+        mask = [np.maximum(dx, dy) <= r, dx ** 2 + dy ** 2 <= r ** 2,
+                (dx <= r // 2) & (dy <= r), (dx <= r) & (dy <= r // 2)][shape]
+        img[i][mask] = _hue(obj)
+    return img.astype(np.uint8)
+
+
+def _pairs(n_pairs=48, n_test=12, seed=0):
+    """Pairs sharing scale, shape and orientation, with their own hues; X rows, then Y rows."""
+    rng = np.random.default_rng(seed)
+    shared = np.stack([rng.integers(0, s, n_pairs) for s in (8, 4, 15)], 1)
+    hues = rng.integers(0, 10, (2, n_pairs, 3))
+    classes = np.concatenate([np.concatenate([hues[v], shared], 1) for v in (0, 1)]).astype(np.int64)
+    return PairData(images=_render(classes), classes=classes, source=np.arange(2 * n_pairs),
+                    x=np.arange(n_pairs), y=np.arange(n_pairs, 2 * n_pairs),
+                    split=(np.arange(n_pairs) >= n_pairs - n_test).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "pairs.h5"
+    write_pairs(path, _pairs())
+    return path
+
+
+def _run(workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **overrides):
+    """Run a stage through the CLI in `workdir` with the repo's params.yaml + TINY + overrides."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((REPO / "params.yaml").read_text()) | TINY | overrides
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    name = stage.replace("train-", "")
+    args = [stage, "--pairs", str(pairs), "--model", str(workdir / f"{name}.pt"),
+            "--checkpoint", str(workdir / f"ckpt_{name}.pt"), "--live", str(workdir / f"live_{name}"),
+            "--params", str(workdir / "params.yaml")]
+    if shared is not None:
+        args += ["--shared", str(shared)]
+    return CliRunner().invoke(app, args)
+
+
+def _tsv(workdir: Path, name: str, metric: str) -> list[tuple[int, float]]:
+    with open(workdir / f"live_{name}" / "plots" / "metrics" / f"{metric}.tsv") as f:
+        return [(int(r["step"]), float(r[metric.split("/")[-1]])) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _assert_same_weights(a: Path, b: Path):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def _mi(workdir: Path, name: str) -> list[float]:
+    g, l = _tsv(workdir, name, "loss/global"), _tsv(workdir, name, "loss/local")
+    return [a + b for (_, a), (_, b) in zip(g, l)]
+
+
+def _interrupt_at_second_checkpoint(monkeypatch):
+    """Simulate a kill after the first checkpoint and after logging past it."""
+    real, calls = training.save_checkpoint, []
+
+    def save(path, state, fingerprint):
+        calls.append(state["iteration"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(path, state, fingerprint)
+    monkeypatch.setattr(training, "save_checkpoint", save)
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory, pairs_file):
+    workdir = tmp_path_factory.mktemp("shared")
+    result = _run(workdir, "train-shared", pairs_file)
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def exclusive_run(tmp_path_factory, pairs_file, shared_run):
+    workdir = tmp_path_factory.mktemp("exclusive")
+    result = _run(workdir, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
+    assert result.exit_code == 0, result.output
+    return workdir
+
+
+# --------------------------------------------------------------------------- shared stage
+
+def test_shared_stage_writes_model_checkpoint_and_dvclive_metrics(shared_run, pairs_file):
+    blob = torch.load(shared_run / "shared.pt", weights_only=True)
+    assert blob["kind"] == "shared" and blob["config"] == {"width": 4, "out_dim": 8}
+    assert blob["params"]["alpha_sh"] == 0.5 and blob["params"]["iters_sh"] == ITERS
+    assert blob["data_sha256"] == training.file_sha256(pairs_file)
+    encoder, meta = training.load_model(shared_run / "shared.pt")
+    assert not encoder.training and meta["kind"] == "shared"
+    assert torch.load(shared_run / "ckpt_shared.pt", weights_only=True)["iteration"] == ITERS
+    summary = yaml.safe_load((shared_run / "live_shared" / "metrics.json").read_text())
+    assert set(summary["loss"]) == {"total", "global", "local", "l1", "classifier"}
+    assert set(summary["acc"]["shared"]) == set(FACTORS) and summary["step"] == ITERS
+    assert all(0 <= a <= 1 for a in summary["acc"]["shared"].values())
+    assert [s for s, _ in _tsv(shared_run, "shared", "loss/global")] == [10, 20, 30, 40]
+
+
+def test_shared_stage_mi_terms_improve(shared_run):
+    mi = _mi(shared_run, "shared")
+    assert mi[0] == pytest.approx(-8 * np.log(2), abs=0.02)  # global + local, X + Y: untrained critics
+    assert mi[-1] > mi[0] + 0.03
+
+
+def test_two_seeded_runs_give_identical_weights_and_another_seed_does_not(tmp_path, pairs_file, shared_run):
+    assert _run(tmp_path / "again", "train-shared", pairs_file).exit_code == 0
+    _assert_same_weights(shared_run / "shared.pt", tmp_path / "again" / "shared.pt")
+    assert _run(tmp_path / "seed1", "train-shared", pairs_file, seed=1, iters_sh=1).exit_code == 0
+    assert not torch.equal(_weights(tmp_path / "seed1" / "shared.pt")["dense.weight"],
+                           _weights(shared_run / "shared.pt")["dense.weight"])
+
+
+def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
+        tmp_path, pairs_file, shared_run, monkeypatch):
+    with monkeypatch.context() as m:
+        _interrupt_at_second_checkpoint(m)
+        first = _run(tmp_path, "train-shared", pairs_file)
+    assert first.exit_code != 0 and not (tmp_path / "shared.pt").exists()
+    assert torch.load(tmp_path / "ckpt_shared.pt", weights_only=True)["iteration"] == 20
+    assert [s for s, _ in _tsv(tmp_path, "shared", "loss/global")] == [10, 20, 30, 40]  # logged past it
+    second = _run(tmp_path, "train-shared", pairs_file)
+    assert second.exit_code == 0, second.output
+    assert "resuming from iteration 20" in second.output
+    _assert_same_weights(shared_run / "shared.pt", tmp_path / "shared.pt")
+    assert _tsv(tmp_path, "shared", "loss/global") == _tsv(shared_run, "shared", "loss/global")  # no repeats
+
+
+def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run):
+    shutil.copytree(shared_run, tmp_path, dirs_exist_ok=True)
+    result = _run(tmp_path, "train-shared", pairs_file, gamma=0.5)
+    assert result.exit_code == 0, result.output
+    assert "starting fresh" in result.output
+    assert [s for s, _ in _tsv(tmp_path, "shared", "loss/global")] == [10, 20, 30, 40]
+    assert torch.load(tmp_path / "shared.pt", weights_only=True)["params"]["gamma"] == 0.5
+    assert not torch.equal(_weights(tmp_path / "shared.pt")["dense.weight"],
+                           _weights(shared_run / "shared.pt")["dense.weight"])
+
+
+def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_checkpoint(
+        tmp_path, pairs_file, monkeypatch):
+    real, calls = losses.l1_distance, []
+
+    def l1_going_nan(a, b):
+        calls.append(1)
+        return real(a, b) * (float("nan") if len(calls) >= 26 else 1.0)
+    monkeypatch.setattr(losses, "l1_distance", l1_going_nan)
+    result = _run(tmp_path, "train-shared", pairs_file)
+    assert isinstance(result.exception, DismiError)
+    message = str(result.exception)
+    assert "\n" not in message and message.startswith("loss/l1 became nan or inf at iteration 26")
+    assert torch.load(tmp_path / "ckpt_shared.pt", weights_only=True)["iteration"] == 20
+    assert not (tmp_path / "shared.pt").exists()
+
+
+# --------------------------------------------------------------------------- exclusive stage
+
+def test_exclusive_stage_writes_model_and_metrics_and_its_mi_terms_improve(exclusive_run, shared_run):
+    blob = torch.load(exclusive_run / "exclusive.pt", weights_only=True)
+    assert blob["kind"] == "exclusive" and blob["config"] == {"width": 4, "out_dim": 8}
+    assert blob["shared_sha256"] == training.file_sha256(shared_run / "shared.pt")
+    assert torch.load(exclusive_run / "ckpt_exclusive.pt", weights_only=True)["iteration"] == ITERS
+    summary = yaml.safe_load((exclusive_run / "live_exclusive" / "metrics.json").read_text())
+    assert set(summary["loss"]) == {"total", "global", "local", "adv_encoder", "adv_discriminator", "classifier"}
+    assert set(summary["acc"]["exclusive"]) == set(FACTORS)
+    mi = _mi(exclusive_run, "exclusive")
+    assert mi[-1] > mi[0] + 0.3
+
+
+def test_exclusive_stage_keeps_the_shared_encoder_frozen(exclusive_run, shared_run):
+    # The frozen encoder's weights AND BatchNorm running statistics are what train-shared wrote.
+    encoder, _ = training.load_model(shared_run / "shared.pt")
+    trainer = training.ExclusiveTrainer(shared=encoder, width=4, dim=8, alpha=0.5, beta=1.0, lambda_adv=0.01,
+                                        lr=1e-2, seed=0, device=torch.device("cpu"))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    trainer.fit(_pairs(), iters=3, batch_size=8, log_every=3, checkpoint_every=3,
+                log=lambda *a: None, save=lambda s: None)
+    assert not encoder.training
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_killed_exclusive_run_resumes_and_ends_as_if_never_stopped(
+        tmp_path, pairs_file, shared_run, exclusive_run, monkeypatch):
+    with monkeypatch.context() as m:
+        _interrupt_at_second_checkpoint(m)
+        assert _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt").exit_code != 0
+    second = _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
+    assert second.exit_code == 0, second.output
+    assert "resuming from iteration 20" in second.output
+    _assert_same_weights(exclusive_run / "exclusive.pt", tmp_path / "exclusive.pt")
+
+
+def test_exclusive_stage_refuses_an_exclusive_model_as_its_shared_encoder(tmp_path, pairs_file, exclusive_run):
+    result = _run(tmp_path, "train-exclusive", pairs_file, shared=exclusive_run / "exclusive.pt")
+    assert isinstance(result.exception, DismiError)
+    assert "holds a exclusive encoder" in str(result.exception)
+
+
+def test_exclusive_stage_refuses_a_shared_model_trained_on_other_pairs(tmp_path, shared_run):
+    other = tmp_path / "other.h5"
+    write_pairs(other, _pairs(seed=1))
+    result = _run(tmp_path, "train-exclusive", other, shared=shared_run / "shared.pt")
+    assert isinstance(result.exception, DismiError) and "another pairs file" in str(result.exception)
+
+
+def test_missing_shared_model_is_one_line(tmp_path, pairs_file):
+    result = _run(tmp_path, "train-exclusive", pairs_file, shared=tmp_path / "nope.pt")
+    assert isinstance(result.exception, DismiError) and "not found" in str(result.exception)
+
+
+def test_unreadable_model_file_and_missing_cuda_are_one_line_errors(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(DismiError, match="is not a dismi model"):
+        training.load_model(tmp_path / "junk.pt")
+    if not torch.cuda.is_available():
+        with pytest.raises(DismiError, match="no CUDA device"):
+            training.resolve_device("cuda")
+    assert training.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from dismi.errors import DismiError
-from dismi.shapes3d import sha256_file
+from dismi.files import file_sha256
 
 _CHUNK = 1 << 20
 # Server answers worth retrying; any other HTTP error (404, 403, ...) will not fix itself.
@@ -65,7 +65,7 @@ def download(url: str, dest: str | Path, *, size: int, sha256: str, retries: int
             if failures > retries:
                 raise DismiError(_give_up(url, part, size, e, ways_out)) from None
             time.sleep(backoff * 2 ** max(0, failures - 1))
-    got = sha256_file(part)
+    got = file_sha256(part)
     if got != sha256:
         part.unlink()
         raise DismiError(f"{url} gave a file with SHA-256 {got}, expected {sha256}: the partial file was deleted; "

@@ -28,7 +28,7 @@ _TOL = 1e-6
 def values_to_classes(labels: np.ndarray) -> np.ndarray:
     """(N, 6) factor values -> (N, 6) int64 class indices on the official grid.
 
-    Raises ValueError naming the first column and row whose value is off the grid.
+    Raises ValueError naming the first column and row whose value is off the grid, NaN and inf included.
     """
     labels = np.asarray(labels, dtype=np.float64)
     if labels.ndim != 2 or labels.shape[1] != len(FACTORS):
@@ -38,10 +38,11 @@ def values_to_classes(labels: np.ndarray) -> np.ndarray:
         col = labels[:, f]
         idx = np.clip(np.searchsorted(grid, col), 1, len(grid) - 1)
         idx = np.where(np.abs(col - grid[idx - 1]) <= np.abs(col - grid[idx]), idx - 1, idx)
-        bad = np.flatnonzero(np.abs(grid[idx] - col) > _TOL)
+        bad = np.flatnonzero(~(np.abs(grid[idx] - col) <= _TOL))  # written so that NaN is bad too
         if bad.size:
             r = int(bad[0])
-            raise ValueError(f"label {FACTORS[f]}={float(col[r])!r} at row {r} is not on the official grid")
+            what = "not on the official grid" if np.isfinite(col[r]) else "not a finite number"
+            raise ValueError(f"label {FACTORS[f]}={float(col[r])!r} at row {r} is {what}")
         classes[:, f] = idx
     return classes
 

@@ -53,10 +53,22 @@ def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negativ
     return views_sum(jsd_mi, joint, marginal)
 
 
-def l1_distance(s_x: torch.Tensor, s_y: torch.Tensor) -> torch.Tensor:
-    """Eq. 6, E|S_X - S_Y|, averaged over coordinates too (as the earlier implementations' L1Loss,
-    for which the paper's gamma = 0.1 was set)."""
-    return (s_x.float() - s_y.float()).abs().mean()
+L1_REDUCTIONS = ("sum", "mean")
+
+
+def l1_distance(s_x: torch.Tensor, s_y: torch.Tensor, reduce: str = "mean") -> torch.Tensor:
+    """Eq. 6, E ||S_X - S_Y||_1 over the batch.
+
+    reduce="sum": the norm as eq. 6 writes it, summed over the D coordinates. reduce="mean": also
+    averaged over coordinates, as the earlier implementations' L1Loss did; that divides gamma by D
+    (64), which docs/reproduction.md measures as the difference between S shedding the hues or not.
+    """
+    diff = (s_x.float() - s_y.float()).abs()  # (B, D)
+    if reduce == "sum":
+        return diff.sum(dim=1).mean()
+    if reduce == "mean":
+        return diff.mean()
+    raise ValueError(f"reduce must be one of {L1_REDUCTIONS}, got {reduce!r}")
 
 
 def classifier_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ attrs: seed, n_pairs, test_fraction, source_sha256 (of the Shapes3D file it came
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from dismi.errors import DismiError
 from dismi.factors import FACTORS, SIZES
+from dismi.files import atomic_path
 
 TRAIN, TEST = 0, 1
 
@@ -48,23 +48,15 @@ class PairData:
 
 
 def write_pairs(path: str | Path, data: PairData) -> None:
-    """Write atomically: a temporary file renamed into place, so a crash leaves no complete-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            # Chunked per image with gzip: synthetic and real Shapes3D images are mostly flat colour.
-            f.create_dataset("images", data=data.images, chunks=(min(64, max(1, len(data.images))), 64, 64, 3),
-                             compression="gzip", compression_opts=4, shuffle=True)
-            for name in ("classes", "source", "x", "y", "split"):
-                f.create_dataset(name, data=getattr(data, name))
-            for k, v in data.attrs.items():
-                f.attrs[k] = v
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write atomically (dismi.files.atomic_path), so a crash leaves no complete-looking file."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        # Chunked per image with gzip: synthetic and real Shapes3D images are mostly flat colour.
+        f.create_dataset("images", data=data.images, chunks=(min(64, max(1, len(data.images))), 64, 64, 3),
+                         compression="gzip", compression_opts=4, shuffle=True)
+        for name in ("classes", "source", "x", "y", "split"):
+            f.create_dataset(name, data=getattr(data, name))
+        for k, v in data.attrs.items():
+            f.attrs[k] = v
 
 
 def load_pairs(path: str | Path) -> PairData:

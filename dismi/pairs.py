@@ -12,8 +12,9 @@ import numpy as np
 
 from dismi.errors import DismiError
 from dismi.factors import FACTORS, SHARED_FACTORS
+from dismi.files import file_sha256
 from dismi.pairfile import TEST, TRAIN, PairData
-from dismi.shapes3d import read_images, sha256_file
+from dismi.shapes3d import read_images
 
 _SHARED_COLUMNS = [FACTORS.index(f) for f in SHARED_FACTORS]
 
@@ -97,5 +98,5 @@ def pair_data(path: str | Path, classes: np.ndarray, n_pairs: int, test_fraction
         images=read_images(path, used), classes=classes[used], source=used,
         x=np.searchsorted(used, x), y=np.searchsorted(used, y), split=split,
         attrs={"seed": seed, "n_pairs": n_pairs, "test_fraction": test_fraction,
-               "source_sha256": sha256_file(path)},
+               "source_sha256": file_sha256(path)},
     )

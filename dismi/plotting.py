@@ -5,7 +5,6 @@ atomically. Accuracies are fractions 0..1 in the inputs and shown as percentages
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure
 
 from dismi.evaluation import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
 from dismi.factors import EXCLUSIVE_FACTORS, FACTORS, SHARED_FACTORS, SIZES, chance_level, ideal_accuracy
+from dismi.files import atomic_write
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps, values)
 LABEL = {"shared": "S (shared)", "exclusive": "E (exclusive)"}
@@ -23,14 +23,7 @@ OWNER = {**{f: "shared factor" for f in SHARED_FACTORS}, **{f: "exclusive factor
 
 def save_figure(fig: Figure, path: str | Path) -> None:
     """Write a PNG through a temporary file, so an interrupted save leaves no complete-looking figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def learning_curves(curves: Mapping[str, Mapping[str, Curve]], n_values: Sequence[int]) -> Figure:
@@ -61,14 +54,16 @@ def accuracy_table(results: Mapping, n_values: Sequence[int]) -> Figure:
     """
     fig = Figure(figsize=(13, 5.5), layout="constrained")
     x = np.arange(len(FACTORS))
-    series = (("ours, held-out test images", lambda rep: results[rep], "tab:green"),
-              ("ours, online (test batches in training)", lambda rep: results["online"][rep], "tab:olive"),
+    series = (("ours, paper probe, held-out", lambda rep: results["paper_probe"][rep], "tab:green"),
+              ("ours, wide probe, held-out", lambda rep: results[rep], "tab:olive"),
+              ("ours, paper probe, online (test batches)", lambda rep: results["online_paper"][rep], "tab:cyan"),
               ("Sanchez et al. (paper)", lambda rep: PAPER_ACCURACY[rep], "tab:purple"),
               ("Busellato (report)", lambda rep: REPORT_ACCURACY[rep], "tab:brown"))
     width = 0.8 / len(series)
     for ax, rep in zip(fig.subplots(1, 2, sharey=True), ("shared", "exclusive")):
         for i, (label, values, colour) in enumerate(series):
-            ax.bar(x + (i - 1.5) * width, [100 * values(rep)[f] for f in FACTORS], width, label=label, color=colour)
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, [100 * values(rep)[f] for f in FACTORS], width,
+                   label=label, color=colour)
         ideal = [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, n_values)]
         chance = [100 * chance_level(n) for n in n_values]
         ax.scatter(x, ideal, marker="_", s=900, color="black", zorder=3, label="ideal")
@@ -76,7 +71,8 @@ def accuracy_table(results: Mapping, n_values: Sequence[int]) -> Figure:
         ax.set_xticks(x, FACTORS, rotation=20)
         ax.set_ylabel("classifier accuracy (%)")
         ax.set_ylim(0, 105)
-        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal {results[rep]['distance_to_ideal']:.4f} "
+        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
+                     f"{results['paper_probe'][rep]['distance_to_ideal']:.3f}, wide {results[rep]['distance_to_ideal']:.3f} "
                      f"(paper {PAPER_DISTANCE[rep]:.4f}, report {REPORT_DISTANCE[rep]:.3f})", fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9)
@@ -129,27 +125,88 @@ def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
     return fig
 
 
-def lambda_adv_curve(lambdas: np.ndarray, accuracy: Mapping[str, np.ndarray]) -> Figure:
+def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: Mapping[str, np.ndarray],
+                     probe: str = "paper") -> Figure:
     """Paper Fig. 5: held-out accuracy of the classifier on E per factor as lambda_adv varies.
 
-    `lambdas` (R,) one value per run; `accuracy[factor]` (R,) fractions. Runs sharing a lambda
-    are drawn as points and their mean joined by the line. Chance levels (dashed) are the official
-    grid's: a sweep reads only `dvc exp show`, with no pairs file at hand.
+    `lambdas` (L,) one value per group of runs; `mean[factor]`, `std[factor]` (L,) fractions over
+    the group's seeds, drawn as error bars. Chance levels (dashed) are the official grid's.
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
-    lambdas = np.asarray(lambdas, dtype=float)
-    levels = np.unique(lambdas)
+    x = np.asarray(lambdas, dtype=float)
     for i, (f, n) in enumerate(zip(FACTORS, SIZES)):
         colour = f"C{i}"
-        acc = 100 * np.asarray(accuracy[f], dtype=float)
-        ax.scatter(lambdas, acc, color=colour, s=12, alpha=0.6)
-        ax.plot(levels, [acc[lambdas == v].mean() for v in levels], marker="o", color=colour,
-                label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)")
+        ax.errorbar(x, 100 * np.asarray(mean[f]), yerr=100 * np.asarray(std[f]), marker="o", capsize=3,
+                    color=colour, label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)")
         ax.axhline(100 * chance_level(n), color=colour, linestyle="--", linewidth=0.8)
     ax.set_xlabel("lambda_adv (weight of the adversarial term)")
-    ax.set_ylabel("held-out accuracy of classifier on E (%)")
+    ax.set_ylabel(f"held-out accuracy of the {probe} probe on E (%)")
     ax.set_ylim(0, 102)
-    ax.set_title("Exclusive representation vs lambda_adv (paper Fig. 5)")
+    ax.set_title("Exclusive representation vs lambda_adv (paper Fig. 5), mean ± std over seeds")
     ax.legend(fontsize=8)
+    return fig
+
+
+def accuracy_over_seeds(mean: Mapping[str, float], std: Mapping[str, float], n_runs: int, title: str) -> Figure:
+    """Held-out accuracy per factor of both probes on S and E, mean ± std over runs as error bars,
+    beside the paper, the report, ideal and chance. Keys of mean/std: "probe/representation/factor"."""
+    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    x = np.arange(len(FACTORS))
+    series = (("paper probe (Table V), held-out", "paper", "tab:green"),
+              ("wide probe (2x256), held-out", "wide", "tab:olive"))
+    width = 0.2
+    for ax, rep in zip(fig.subplots(1, 2, sharey=True), ("shared", "exclusive")):
+        for i, (label, probe, colour) in enumerate(series):
+            ax.bar(x + (i - 1.5) * width, [100 * mean[f"{probe}/{rep}/{f}"] for f in FACTORS], width,
+                   yerr=[100 * std[f"{probe}/{rep}/{f}"] for f in FACTORS], capsize=3, label=label, color=colour)
+        ax.bar(x + 0.5 * width, [100 * PAPER_ACCURACY[rep][f] for f in FACTORS], width,
+               label="Sanchez et al. (paper, training batches)", color="tab:purple")
+        ax.bar(x + 1.5 * width, [100 * REPORT_ACCURACY[rep][f] for f in FACTORS], width,
+               label="Busellato (report, training batches)", color="tab:brown")
+        ax.scatter(x, [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, SIZES)], marker="_", s=900,
+                   color="black", zorder=3, label="ideal")
+        ax.scatter(x, [100 * chance_level(n) for n in SIZES], marker="_", s=900, color="red", zorder=3,
+                   label="chance")
+        ax.set_xticks(x, FACTORS, rotation=20)
+        ax.set_ylabel("classifier accuracy (%)")
+        ax.set_ylim(0, 105)
+        d = f"{rep.split('/')[0]}"
+        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
+                     f"{mean[f'paper/{d}/distance_to_ideal']:.3f} ± {std[f'paper/{d}/distance_to_ideal']:.3f} "
+                     f"(paper {PAPER_DISTANCE[rep]:.4f})", fontsize=10)
+        ax.legend(fontsize=7, loc="center right")
+    fig.suptitle(f"{title}: mean ± std over {n_runs} run(s)")
+    return fig
+
+
+def held_out_curves(rows: Sequence[Mapping]) -> Figure:
+    """Held-out accuracy per factor against training iterations, S and E, both probes, plus the
+    distance to ideal; `rows` as evaluate's curves.json (representation, probe, iteration, figures)."""
+    fig = Figure(figsize=(15, 7), layout="constrained")
+    axes = fig.subplots(2, 4, sharex=False).ravel()
+    style = {"paper": "-", "wide": ":"}
+    for ax, f in zip(axes, (*FACTORS, "distance_to_ideal")):
+        for rep in ("shared", "exclusive"):
+            for probe in ("paper", "wide"):
+                pts = sorted((r["iteration"], r[f]) for r in rows
+                             if r["representation"] == rep and r["probe"] == probe and r["iteration"] is not None)
+                if pts:
+                    it, v = np.array(pts).T
+                    scale = 1 if f == "distance_to_ideal" else 100
+                    ax.plot(it, scale * v, style[probe], marker="o", color=COLOUR[rep],
+                            label=f"{LABEL[rep]}, {probe} probe")
+        if f != "distance_to_ideal":
+            n = SIZES[FACTORS.index(f)]
+            ax.axhline(100 * chance_level(n), color="grey", linestyle="--", label="chance")
+            ax.set_ylim(0, 102)
+            ax.set_ylabel("held-out accuracy (%)")
+            ax.set_title(f"{f} ({OWNER[f]})")
+        else:
+            ax.set_ylabel("sum |accuracy - ideal|")
+            ax.set_title("distance to ideal")
+        ax.set_xlabel("training iteration of that stage")
+    axes[0].legend(fontsize=7)
+    axes[-1].axis("off")
+    fig.suptitle("Held-out accuracy of fresh probes on encoder snapshots during training")
     return fig

@@ -1,10 +1,12 @@
-"""Probe classifiers: a fresh report Table V classifier trained on frozen codes, scored on others."""
+"""Probe classifiers: fresh report Table V classifiers trained on frozen codes, scored on others."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from dismi.networks import Classifier, seeded
+from dismi.networks import CLASSIFIER_HIDDEN, Classifier, seeded
 
 
 class Probe(nn.Module):
@@ -20,29 +22,41 @@ class Probe(nn.Module):
         return self.classifier((codes - self.mean) / self.std)  # (N, n_classes) logits
 
 
-def fit_probe(codes: torch.Tensor, labels: torch.Tensor, n_classes: int, *, epochs: int, lr: float,
-              batch_size: int, generator: torch.Generator) -> Probe:
-    """Train a fresh classifier with Adam and cross-entropy on (N, D) codes and (N,) class labels.
+def fit_probes(codes: torch.Tensor, labels: torch.Tensor, n_classes: Sequence[int], hidden: Sequence[int], *,
+               epochs: int, lr: float, batch_size: int, generator: torch.Generator) -> list[Probe]:
+    """Train one fresh classifier per label column with Adam and cross-entropy on (N, D) codes and
+    (N, K) class labels; classifier k has n_classes[k] outputs and hidden[k] units per hidden layer.
 
-    Runs on the codes' device; `generator` (CPU) draws the initial weights and the batch order.
+    The K classifiers share nothing but the minibatch order, so training them in one loop (one
+    summed loss, Adam's per-parameter updates) gives each the same updates as training it alone
+    with that order, K times faster. Runs on the codes' device; `generator` (CPU) draws the
+    initial weights and the batch order.
     """
     # Standardised inputs make one learning rate fit codes of any scale; a constant
     # dimension (std 0) becomes 0 rather than NaN.
-    std = codes.std(dim=0, unbiased=False).clamp_min(1e-6)
-    classifier = seeded(lambda: Classifier(codes.shape[1], n_classes), generator)
-    probe = Probe(classifier, codes.mean(dim=0), std).to(codes.device)
-    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    mean, std = codes.mean(dim=0), codes.std(dim=0, unbiased=False).clamp_min(1e-6)
+    probes = nn.ModuleList(Probe(seeded(lambda: Classifier(codes.shape[1], n, hidden=h), generator), mean, std)
+                           for n, h in zip(n_classes, hidden)).to(codes.device)
+    opt = torch.optim.Adam(probes.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()  # on logits: the classifier applies no softmax of its own
-    probe.train()
+    probes.train()
     for _ in range(epochs):
         order = torch.randperm(len(codes), generator=generator).to(codes.device)
         for batch in order.split(batch_size):
             if len(batch) < 2:
                 continue  # BatchNorm cannot normalise a single sample
             opt.zero_grad(set_to_none=True)
-            loss_fn(probe(codes[batch]), labels[batch]).backward()
+            z = codes[batch]
+            sum(loss_fn(p(z), labels[batch, k]) for k, p in enumerate(probes)).backward()
             opt.step()
-    return probe.eval()
+    return [p.eval() for p in probes]
+
+
+def fit_probe(codes: torch.Tensor, labels: torch.Tensor, n_classes: int, *, epochs: int, lr: float,
+              batch_size: int, generator: torch.Generator, hidden: int = CLASSIFIER_HIDDEN) -> Probe:
+    """One classifier on (N, D) codes and (N,) class labels: `fit_probes` with one column."""
+    return fit_probes(codes, labels[:, None], [n_classes], [hidden], epochs=epochs, lr=lr,
+                      batch_size=batch_size, generator=generator)[0]
 
 
 @torch.no_grad()

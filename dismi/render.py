@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dismi.factors import FACTORS, SIZES, VALUES, classes_to_values
+from dismi.files import atomic_path
 
 IMAGE_SIZE = 64
 SKY_RGB = np.array([153.0, 226.0, 249.0])  # the sky band of the real images
@@ -85,6 +86,10 @@ _HUE_REGION = {0: FLOOR, 1: WALL, 2: OBJECT}  # factor column -> region coloured
 
 _FIXED_BITS = 8               # colour tables hold value * 256; the sum of four fits in uint16
 DEFAULT_CHUNK_ROWS = 15       # images per HDF5 chunk: the 15 orientations of one object (see write_synthetic)
+# The real 3dshapes.h5's most likely chunks: h5py's automatic choice for (480000, 64, 64, 3) uint8, a
+# 4 x 4 pixel patch of one channel over 15,000 images (chunks="official" in write_synthetic).
+OFFICIAL_CHUNKS = (15000, 4, 4, 1)
+CHUNK_LAYOUTS = ("rows", "official")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,18 +571,24 @@ def _deflate(chunk: np.ndarray, rows: int, level: int) -> bytes:
 
 
 def write_synthetic(path: str | Path, grid: str | np.ndarray = "full", progress: bool = True, *,
-                    chunk_rows: int = DEFAULT_CHUNK_ROWS, level: int = 6, workers: int | None = None) -> Path:
+                    chunk_rows: int = DEFAULT_CHUNK_ROWS, level: int = 6, workers: int | None = None,
+                    chunks: str = "rows") -> Path:
     """Render `grid` (a GRIDS name or (M, 6) class indices in official order) into one HDF5 file.
 
     Layout as the official file: `images` (N, 64, 64, 3) uint8 and `labels` (N, 6) float64 factor
-    values, rows in official order. Images are gzip-compressed in chunks of `chunk_rows` images
-    (default 15, the orientations of one object: a random image costs one 184 KB chunk to inflate,
-    and the full file comes out smaller than the official one); chunks are deflated in a thread pool
-    (zlib releases the GIL) and stored with write_direct_chunk, which any HDF5 reader inflates as
-    ordinary gzip chunks. The file is written beside `path` under a temporary name and renamed at the
-    end, so an interrupted run never leaves a complete-looking file.
+    values, rows in official order. chunks="rows": images are gzip-compressed in chunks of
+    `chunk_rows` whole images (default 15, the orientations of one object: a random image costs one
+    184 KB chunk to inflate, and the full file comes out smaller than the official one); chunks are
+    deflated in a thread pool (zlib releases the GIL) and stored with write_direct_chunk, which any
+    HDF5 reader inflates as ordinary gzip chunks. chunks="official": the real file's likely layout,
+    gzip chunks of OFFICIAL_CHUNKS (a 4 x 4 patch of one channel over 15,000 images, fewer rows on
+    a smaller grid), compressed by HDF5 on one thread; `chunk_rows` and `workers` are then unused.
+    The file is written under a temporary name and renamed at the end (dismi.files.atomic_path),
+    so an interrupted run never leaves a complete-looking file.
     """
     path = Path(path)
+    if chunks not in CHUNK_LAYOUTS:
+        raise ValueError(f"chunks must be one of {CHUNK_LAYOUTS}, got {chunks!r}")
     classes = GRIDS[grid] if isinstance(grid, str) else _check_classes(grid)
     if len(classes) == 0:
         raise ValueError("the grid is empty")
@@ -585,36 +596,45 @@ def write_synthetic(path: str | Path, grid: str | np.ndarray = "full", progress:
     if (np.diff(order) <= 0).any():
         raise ValueError("grid rows must be in official order (orientation fastest), without repeats")
     n = len(classes)
-    rows = max(1, min(int(chunk_rows), n))
+    official = chunks == "official"
+    rows = min(OFFICIAL_CHUNKS[0] if official else max(1, int(chunk_rows)), n)
+    shape = (rows, *OFFICIAL_CHUNKS[1:]) if official else (rows, IMAGE_SIZE, IMAGE_SIZE, 3)
     workers = workers or max(1, os.cpu_count() or 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8,
-                                      chunks=(rows, IMAGE_SIZE, IMAGE_SIZE, 3), compression="gzip",
-                                      compression_opts=level)
-            f.create_dataset("labels", data=classes_to_values(classes), compression="gzip", shuffle=True)
-            blocks = _image_blocks(classes, progress)
-            bar = tqdm(total=n, unit="img", desc=f"render {path.name}", disable=not progress,
-                       smoothing=0.05, mininterval=0.5)
-            with ThreadPoolExecutor(max_workers=workers) as pool, bar:
-                inflight: deque = deque()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        images = f.create_dataset("images", shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8,
+                                  chunks=shape, compression="gzip", compression_opts=level)
+        f.create_dataset("labels", data=classes_to_values(classes), compression="gzip", shuffle=True)
+        blocks = _image_blocks(classes, progress)
+        bar = tqdm(total=n, unit="img", desc=f"render {path.name}", disable=not progress,
+                   smoothing=0.05, mininterval=0.5)
+        with bar:
+            if official:
+                # Whole rows of chunks per write: HDF5 compresses each chunk once, never reads one back.
                 start = 0
-
-                def drain(limit: int) -> None:
-                    while len(inflight) > limit:
-                        at, count, fut = inflight.popleft()
-                        images.id.write_direct_chunk((at, 0, 0, 0), fut.result())
-                        bar.update(count)
-
                 for chunk in _chunks(blocks, rows):
-                    inflight.append((start, len(chunk), pool.submit(_deflate, chunk, rows, level)))
+                    images[start:start + len(chunk)] = chunk
                     start += len(chunk)
-                    drain(8 * workers)
-                drain(0)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    bar.update(len(chunk))
+            else:
+                _write_direct(images, _chunks(blocks, rows), rows, level, workers, bar)
     return path
+
+
+def _write_direct(images: h5py.Dataset, chunks: Iterator[np.ndarray], rows: int, level: int, workers: int,
+                  bar: tqdm) -> None:
+    """Deflate chunks of `rows` whole images in a thread pool and store them with write_direct_chunk."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        inflight: deque = deque()
+        start = 0
+
+        def drain(limit: int) -> None:
+            while len(inflight) > limit:
+                at, count, fut = inflight.popleft()
+                images.id.write_direct_chunk((at, 0, 0, 0), fut.result())
+                bar.update(count)
+
+        for chunk in chunks:
+            inflight.append((start, len(chunk), pool.submit(_deflate, chunk, rows, level)))
+            start += len(chunk)
+            drain(8 * workers)
+        drain(0)

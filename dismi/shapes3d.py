@@ -7,7 +7,6 @@ all images.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import h5py
@@ -21,7 +20,9 @@ SHAPES3D_SIZE = 267_573_662
 SHAPES3D_SHA256 = "0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785"
 IMAGE_SHAPE = (64, 64, 3)
 
-# Largest read in one call: bounds memory whatever the chunk layout (about 50 MB of images).
+# Rows per read when chunks hold fewer rows (4096 images, 50 MB). A read never splits a chunk's rows,
+# so a file chunked over more rows reads one chunk row-block at a time: 15,000 images (184 MB) for the
+# real file's likely (15000, 4, 4, 1) chunks. read_images holds one such slab at a time.
 _MAX_SLAB_ROWS = 4096
 
 _FIX = "delete it and rerun the download stage (dvc repro download)"
@@ -86,20 +87,13 @@ def _check_order(path: Path, classes: np.ndarray) -> None:
                          f"(orientation fastest): {_FIX}")
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MB blocks: identifies the Shapes3D file a pairs file came from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_images(path: str | Path, rows: np.ndarray) -> np.ndarray:
     """Images at `rows` (strictly increasing) -> (len(rows), 64, 64, 3) uint8.
 
     Reads covering slabs instead of fancy-indexing row by row: a compressed chunk is then decompressed
-    once, however many wanted rows it holds, and neighbouring rows cost one call.
+    once, however many wanted rows it holds, and neighbouring rows cost one call. Every slab is read
+    into one reused buffer of the largest slab's size (see _MAX_SLAB_ROWS), so besides the result at
+    most one slab is held at a time.
     """
     rows = np.asarray(rows, dtype=np.int64)
     if rows.ndim != 1 or (np.diff(rows) <= 0).any():
@@ -112,16 +106,20 @@ def read_images(path: str | Path, rows: np.ndarray) -> np.ndarray:
             raise ValueError(f"rows must lie in [0, {len(images)}), got {rows[0]}..{rows[-1]}")
         out = np.empty((rows.size, *images.shape[1:]), dtype=images.dtype)
         block = images.chunks[0] if images.chunks else 1
-        for lo, hi, first, last in _slabs(rows, block, len(images)):
-            slab = images[lo:hi]  # (hi - lo, 64, 64, 3)
-            out[first:last] = slab[rows[first:last] - lo]
+        slabs = _slabs(rows, block, len(images))
+        buffer = np.empty((max(hi - lo for lo, hi, _, _ in slabs), *images.shape[1:]), dtype=images.dtype)
+        for lo, hi, first, last in slabs:
+            slab = buffer[:hi - lo]  # (hi - lo, 64, 64, 3), a view: no second slab is ever allocated
+            images.read_direct(slab, np.s_[lo:hi])
+            np.take(slab, rows[first:last] - lo, axis=0, out=out[first:last], mode="clip")  # "raise" buffers `out`
     return out
 
 
 def _slabs(rows: np.ndarray, block: int, n: int) -> list[tuple[int, int, int, int]]:
     """Cover `rows` with reads of whole blocks: (lo, hi) file rows and the [first, last) of `rows` inside.
 
-    Runs of adjacent blocks merge into one read, cut every _MAX_SLAB_ROWS rows (or every block if larger).
+    Runs of adjacent blocks merge into one read, cut every _MAX_SLAB_ROWS rows (or every block if larger),
+    so no read spans more than max(_MAX_SLAB_ROWS, block) rows.
     """
     blocks = rows // block
     new_run = np.r_[True, np.diff(blocks) > 1]

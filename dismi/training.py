@@ -6,8 +6,6 @@ and a NaN/inf is noted there; the host reads anything back only every `log_every
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,12 +16,15 @@ from torch import nn
 from dismi import losses
 from dismi.errors import DismiError
 from dismi.factors import FACTORS, SIZES
-from dismi.networks import (Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, seeded,
-                            to_input)
+from dismi.files import atomic_write
+from dismi.networks import (PROBES, Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics,
+                            probe_hidden, seeded, to_input)
 from dismi.pairfile import TEST, TRAIN, PairData
 
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 MODEL_KINDS = ("shared", "exclusive")
+# dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's
+ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper"}
 
 
 # --------------------------------------------------------------------------- device, files
@@ -37,36 +38,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary name, then rename: a crash never leaves a complete-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save through dismi.files.atomic_write: a crash never leaves a complete-looking file."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data_sha256: str, **extra: Any) -> None:
-    """Final weights of one encoder with what they were trained with; loadable with weights_only=True."""
+def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data_sha256: str, *,
+               iteration: int | None = None, snapshots: dict[int, dict] | None = None, **extra: Any) -> None:
+    """Final weights of one encoder with what they were trained with; loadable with weights_only=True.
+
+    `snapshots` (iteration -> weights) are earlier states of the same encoder, for learning curves.
+    """
     if kind not in MODEL_KINDS:
         raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
     _atomic_save({"kind": kind, "config": {"width": encoder.width, "out_dim": encoder.out_dim},
                   "state_dict": _cpu_state(encoder), "params": dict(params), "data_sha256": data_sha256,
+                  "iteration": iteration, "snapshots": {str(i): w for i, w in (snapshots or {}).items()},
                   **extra}, path)
 
 
@@ -82,8 +73,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[En
     except Exception as e:  # any unreadable or foreign file gets the same one-line answer
         raise DismiError(f"model file {path} is not a dismi model ({type(e).__name__}): "
                          "delete it and rerun its training stage") from None
-    meta = {k: v for k, v in blob.items() if k != "state_dict"}
+    meta = {k: v for k, v in blob.items() if k not in ("state_dict", "snapshots")}
     return encoder.to(device).eval(), meta
+
+
+def load_snapshots(path: str | Path, device: str | torch.device = "cpu") -> list[tuple[int, Encoder]]:
+    """[(iteration, encoder in eval mode)] for each snapshot in a model file and its final weights,
+    in training order; the final entry's iteration is None when the file does not record it."""
+    final, meta = load_model(path, device)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    out = []
+    for it, weights in sorted((int(i), w) for i, w in (blob.get("snapshots") or {}).items()):
+        encoder = Encoder(**blob["config"])
+        encoder.load_state_dict(weights)
+        out.append((it, encoder.to(device).eval()))
+    return out + [(meta.get("iteration"), final)]
 
 
 def save_checkpoint(path: str | Path, state: dict, fingerprint: dict) -> None:
@@ -129,24 +133,29 @@ class DevicePairs:
 
 # --------------------------------------------------------------------------- models
 
-def _classifiers(dim: int) -> nn.ModuleList:
-    return nn.ModuleList(Classifier(dim, n) for n in SIZES)
+def _classifiers(dim: int) -> nn.ModuleDict:
+    """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide)."""
+    return nn.ModuleDict({probe: nn.ModuleList(Classifier(dim, n, hidden=probe_hidden(probe, n)) for n in SIZES)
+                          for probe in PROBES})
 
 
-def _classifiers_loss(classifiers: nn.ModuleList, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
     rep = rep.detach()
     return torch.stack([losses.classifier_loss(clf(rep), classes[:, f])
-                        for f, clf in enumerate(classifiers)]).mean()
+                        for heads in classifiers.values() for f, clf in enumerate(heads)]).mean()
 
 
 class SharedModel(nn.Module):
     """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
     classifiers. One set for X and Y, as the paper does for Shapes3D."""
 
-    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool):
+    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool,
+                 l1_reduce: str = "mean"):
         super().__init__()
-        self.alpha, self.beta, self.gamma, self.switched = alpha, beta, gamma, switched
+        if l1_reduce not in losses.L1_REDUCTIONS:
+            raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
+        self.alpha, self.beta, self.gamma, self.switched, self.l1_reduce = alpha, beta, gamma, switched, l1_reduce
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(8 * width, dim, width)
         self.local_net = LocalStatistics(8 * width, dim, width)
@@ -157,7 +166,7 @@ class SharedModel(nn.Module):
         z = losses.partner(s, self.switched)
         mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
         mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
-        l1 = losses.l1_distance(*s.chunk(2))
+        l1 = losses.l1_distance(*s.chunk(2), reduce=self.l1_reduce)
         return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
                 "global": mi_global, "local": mi_local, "l1": l1,
                 "classifier": _classifiers_loss(self.classifiers, s, classes)}
@@ -225,6 +234,7 @@ class Trainer:
         self.batch_gen = torch.Generator(device).manual_seed(seeds[1])
         self.eval_gen = torch.Generator(device).manual_seed(seeds[2])
         self.iteration = 0
+        self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # iteration -> encoder weights (CPU)
         self.sums = torch.zeros(len(self.terms), device=device)  # per-term sums since the last log
         self.count = 0
         self.first_bad = torch.full((len(self.terms),), -1, dtype=torch.long, device=device)
@@ -264,15 +274,23 @@ class Trainer:
                                          self.iteration, self.first_bad)
 
     def fit(self, data: PairData, *, iters: int, batch_size: int, log_every: int, checkpoint_every: int,
-            log: Callable[[int, dict[str, float]], None], save: Callable[[dict], None]) -> None:
+            log: Callable[[int, dict[str, float]], None], save: Callable[[dict], None],
+            snapshot_every: int = 0) -> None:
         """Train from `self.iteration` to `iters`: log(iteration, metrics) every `log_every` and at the
-        end, save(state) every `checkpoint_every` and at the end; a NaN/inf raises before either."""
+        end, save(state) every `checkpoint_every` and at the end; a NaN/inf raises before either.
+
+        snapshot_every > 0 also keeps the encoder's weights every `snapshot_every` iterations in
+        `self.snapshots` (and in the checkpoint), so evaluation can draw held-out accuracy against
+        iterations from one run.
+        """
         train, test = DevicePairs(data, TRAIN, self.device), DevicePairs(data, TEST, self.device)
+        every = [k for k in (log_every, checkpoint_every, snapshot_every) if k > 0]
         while self.iteration < iters:
-            stop = min(iters, _next_multiple(self.iteration, log_every),
-                       _next_multiple(self.iteration, checkpoint_every))
+            stop = min(iters, *(_next_multiple(self.iteration, k) for k in every))
             self.run(train, batch_size, stop - self.iteration)
             self._raise_if_nonfinite()
+            if snapshot_every > 0 and self.iteration % snapshot_every == 0 and self.iteration < iters:
+                self.snapshots[self.iteration] = _cpu_state(self.model.encoder)
             if self.iteration % log_every == 0 or self.iteration == iters:
                 log(self.iteration, self._mean_terms() | self.online_accuracy(test))
             if self.iteration % checkpoint_every == 0 or self.iteration == iters:
@@ -300,11 +318,13 @@ class Trainer:
         try:
             with self.autocast():
                 rep = self.model.encoder(to_input(images))[0]  # (n, dim): S or E
-                hits = torch.stack([(clf(rep).argmax(1) == classes[:, f]).float().mean()
-                                    for f, clf in enumerate(self.model.classifiers)])
+                hits = {probe: torch.stack([(clf(rep).argmax(1) == classes[:, f]).float().mean()
+                                            for f, clf in enumerate(heads)])
+                        for probe, heads in self.model.classifiers.items()}
         finally:
             self.model.train()
-        return {f"acc/{self.representation}/{name}": a for name, a in zip(FACTORS, hits.tolist())}
+        return {f"{ONLINE_PREFIX[probe]}/{self.representation}/{name}": a
+                for probe, h in hits.items() for name, a in zip(FACTORS, h.tolist())}
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -312,7 +332,8 @@ class Trainer:
         return {"iteration": self.iteration, "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "generators": {"batch": self.batch_gen.get_state(), "eval": self.eval_gen.get_state()},
-                "sums": self.sums, "count": self.count}
+                "sums": self.sums, "count": self.count,
+                "snapshots": {str(i): w for i, w in self.snapshots.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = state["iteration"]
@@ -323,6 +344,7 @@ class Trainer:
         self.eval_gen.set_state(state["generators"]["eval"])
         self.sums.copy_(state["sums"])
         self.count = state["count"]
+        self.snapshots = {int(i): w for i, w in state["snapshots"].items()}
 
 
 class SharedTrainer(Trainer):
@@ -330,9 +352,10 @@ class SharedTrainer(Trainer):
     representation = "shared"
 
     def __init__(self, *, width: int, dim: int, alpha: float, beta: float, gamma: float, switched: bool,
-                 lr: float, seed: int, device: torch.device, compile: bool = False):
+                 lr: float, seed: int, device: torch.device, l1_reduce: str = "mean", compile: bool = False):
         seeds = _stage_seeds(seed, 0)
-        model = seeded(lambda: SharedModel(width, dim, alpha=alpha, beta=beta, gamma=gamma, switched=switched),
+        model = seeded(lambda: SharedModel(width, dim, alpha=alpha, beta=beta, gamma=gamma, switched=switched,
+                                           l1_reduce=l1_reduce),
                        torch.Generator().manual_seed(seeds[0]))
         super().__init__(model, seeds, device, compile)
         # One optimizer: the classifiers see detached codes, so their loss only reaches them.

@@ -4,7 +4,7 @@ import sys
 import typer
 
 from dismi.errors import DismiError
-from stages import bench, download, evaluate, pairs, plot, sweep, train_exclusive, train_shared
+from stages import bench, download, evaluate, pairs, plot, results, train_exclusive, train_shared
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="dismi pipeline stages (run them through `dvc repro`).")
@@ -15,7 +15,8 @@ app.command("train-exclusive", help="Stage 4: learn the exclusive representation
 app.command("evaluate", help="Stage 5: held-out probe accuracies, distance to ideal, retrieval.")(evaluate.main)
 app.command("plot", help="Stage 6: PNG figures under metrics/plots.")(plot.main)
 app.command("bench", help="Not a stage: iterations/s of both training loops vs bare forward+backward.")(bench.main)
-app.command("sweep", help="Not a stage: lambda_adv curve and ablation table from `dvc exp show --json`.")(sweep.main)
+app.command("results", help="Not a stage: mean ± std over seeds, lambda_adv curve, ablations, from DVC experiments "
+                              "named <group>-seed<k>.")(results.main)
 
 
 def main() -> None:

@@ -1,12 +1,15 @@
 """Stage 1: get Shapes3D into one HDF5 file with the official layout, downloaded or rendered offline."""
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import typer
 
 from dismi import render
 from dismi.download import download
+from dismi.files import guard_outputs
 from dismi.shapes3d import SHAPES3D_SHA256, SHAPES3D_SIZE, validate_file
 from stages import params as P
 
@@ -14,10 +17,20 @@ _WAYS_OUT = ("copy 3dshapes.h5 onto this machine and run `dvc exp run -S shapes3
              "or render the dataset offline with `dvc exp run -S dataset=synthetic`")
 
 
+def _local_file(url: str) -> Path | None:
+    """The path a file:// URL names (as dismi.download opens it); None for http(s)."""
+    parts = urllib.parse.urlsplit(url)
+    return Path(urllib.request.url2pathname(parts.path)) if parts.scheme == "file" else None
+
+
 def main(out: Path = typer.Option(..., help="Shapes3D HDF5 file to write."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
-    out.unlink(missing_ok=True)  # as under DVC: a failed run must not leave an older file looking current
+    # Params first: a file:// URL names an input that the guard must not delete.
     p = P.load(params, ["dataset", "shapes3d_url", "synthetic_grid"])
+    inputs = [params]
+    if p["dataset"] == "shapes3d" and (source := _local_file(p["shapes3d_url"])):
+        inputs.append(source)
+    guard_outputs(inputs, [out])  # as under DVC: a failed run leaves no older file looking current
     try:
         if p["dataset"] == "shapes3d":
             download(p["shapes3d_url"], out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, ways_out=_WAYS_OUT)

@@ -2,62 +2,58 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from dismi.errors import DismiError
-from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, probe_metric,
-                              retrieval_examples, retrieval_metric)
+from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, paper_probe_metric,
+                              probe_metric, retrieval_examples, retrieval_metric)
 from dismi.factors import FACTORS
+from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.networks import encode
 from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
-from dismi.training import file_sha256, load_model, resolve_device
+from dismi.training import ONLINE_PREFIX, load_model, load_snapshots, resolve_device
 from stages import params as params_mod
 
 KEYS = ("seed", "probe_epochs", "probe_lr", "probe_batch_size", "retrieval_k", "retrieval_queries", "device")
 N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file renamed into place: never a half-written file under the real name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+def _online(path: Path, representation: str, probe: str) -> dict[str, float]:
+    """Last online test-batch accuracies of one training stage's `probe` classifiers, from its dvclive metrics.json."""
+    stage, prefix = f"train-{representation}", ONLINE_PREFIX[probe]
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _online(path: Path, representation: str) -> dict[str, float]:
-    """Last online test-batch accuracies of one training stage, from its dvclive metrics.json."""
-    stage = f"train-{representation}"
-    try:
-        acc = json.loads(path.read_text())["acc"][representation]
+        acc = json.loads(path.read_text())[prefix][representation]
         return {f: float(acc[f]) for f in FACTORS}
     except FileNotFoundError:
         raise DismiError(f"training log {path} not found: run the {stage} stage first") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DismiError(f"training log {path} has no acc/{representation}/<factor> values ({e!r}): "
+        raise DismiError(f"training log {path} has no {prefix}/{representation}/<factor> values ({e!r}): "
                          f"rerun the {stage} stage") from None
 
 
-def _codes(model_path: Path, representation: str, data: PairData, data_sha256: str, device: str) -> Codes:
-    encoder, meta = load_model(model_path, device=device)
+def _check_model(meta: dict, model_path: Path, representation: str, data_sha256: str) -> None:
     if meta.get("kind") != representation:
         raise DismiError(f"model {model_path} holds a {meta.get('kind')!r} encoder, not {representation!r}: "
                          f"pass the train-{representation} stage's model")
     if meta.get("data_sha256") != data_sha256:
         raise DismiError(f"model {model_path} was trained on another pairs file: rerun train-{representation} "
                          "(dvc repro)")
+
+
+def _codes(encoder, representation: str, data: PairData, device: str) -> Codes:
     # Every image belongs to a train or a test pair, so encode each once and split the rows.
     codes = encode(encoder, data.images, device=device)  # (M, D)
     train, test = data.image_rows(TRAIN), data.image_rows(TEST)
     return Codes(representation, codes[train], data.classes[train], codes[test], data.classes[test],
                  tuple(data.n_values()))
+
+
+def _curve_rows(representation: str, iteration, results: dict) -> list[dict]:
+    return [{"representation": representation, "probe": probe, "iteration": iteration, **acc}
+            for probe, acc in results.items()]
 
 
 def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndarray], k: int) -> dict:
@@ -82,29 +78,46 @@ def main(
     metrics: Path = typer.Option(..., help="output: nested JSON of every figure"),
     table: Path = typer.Option(..., help="output: the accuracy and retrieval tables in Markdown"),
     retrieval: Path = typer.Option(..., help="output: a few retrieval queries and their neighbours"),
+    curves: Path = typer.Option(..., help="output: held-out accuracy of every model snapshot, one row per "
+                                          "(representation, probe, iteration)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
-    for out in (metrics, table, retrieval):
-        out.unlink(missing_ok=True)  # a failed run must not leave older results looking current
+    # A failed run must not leave older results looking current.
+    guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params],
+                  [metrics, table, retrieval, curves])
     p = params_mod.load(params, KEYS)
     device = resolve_device(p["device"])
     settings = EvalSettings(p["seed"], p["probe_epochs"], p["probe_lr"], p["probe_batch_size"],
                             p["retrieval_k"], p["retrieval_queries"], str(device))
-    online = {"shared": _online(online_shared, "shared"), "exclusive": _online(online_exclusive, "exclusive")}
+    online = {probe: {rep: _online(path, rep, probe) for rep, path in
+                      (("shared", online_shared), ("exclusive", online_exclusive))} for probe in ("wide", "paper")}
     data = load_pairs(pairs)
     data_sha256 = file_sha256(pairs)
-    results: dict = {"retrieval": {}, "online": online}
+    results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
+    rows: list[dict] = []
     shown: dict[str, np.ndarray] = {}
     for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
-        codes = _codes(model_path, rep, data, data_sha256, str(device))
+        _check_model(load_model(model_path)[1], model_path, rep, data_sha256)
+        *earlier, (iteration, encoder) = load_snapshots(model_path, device)
+        codes = _codes(encoder, rep, data, str(device))
         results["retrieval"][rep] = retrieval_metric(codes, settings)  # first: a bad retrieval_k fails fast
         results[rep] = probe_metric(codes, settings)
+        results["paper_probe"][rep] = paper_probe_metric(codes, settings)
         # Queries depend only on the seed and the test set, so S and E share them.
         queries, shown[rep] = retrieval_examples(codes, settings, N_SHOWN)
+        # Held-out accuracy against training iterations, from the snapshots the model file carries.
+        for it, snap in earlier:
+            snap_codes = _codes(snap, rep, data, str(device))
+            rows += _curve_rows(rep, it, {"wide": probe_metric(snap_codes, settings),
+                                          "paper": paper_probe_metric(snap_codes, settings)})
+        rows += _curve_rows(rep, iteration, {"wide": results[rep], "paper": results["paper_probe"][rep]})
     examples = _examples(data, queries, shown, settings.retrieval_k)
-    write_text_atomic(metrics, json.dumps({k: results[k] for k in ("shared", "exclusive", "retrieval", "online")},
-                                          indent=2) + "\n")
+    write_text_atomic(metrics, json.dumps({k: results[k] for k in ("shared", "exclusive", "paper_probe", "retrieval",
+                                                                   "online", "online_paper")}, indent=2) + "\n")
+    write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
     write_text_atomic(table, markdown_table(results, data.n_values()))
     write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
-    typer.echo(f"S distance to ideal {results['shared']['distance_to_ideal']:.4f}, "
-               f"E {results['exclusive']['distance_to_ideal']:.4f}; wrote {metrics}, {table}, {retrieval}")
+    typer.echo(f"distance to ideal, paper probe: S {results['paper_probe']['shared']['distance_to_ideal']:.4f}, "
+               f"E {results['paper_probe']['exclusive']['distance_to_ideal']:.4f}; wide probe: "
+               f"S {results['shared']['distance_to_ideal']:.4f}, E {results['exclusive']['distance_to_ideal']:.4f}; "
+               f"wrote {metrics}, {table}, {retrieval}, {curves}")

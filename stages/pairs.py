@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from dismi.files import guard_outputs
 from dismi.pairfile import TEST, write_pairs
 from dismi.pairs import pair_data
 from dismi.shapes3d import validate_file
@@ -15,10 +16,10 @@ from stages import params as P
 def main(data: Path = typer.Option(..., help="Shapes3D HDF5 file (output of the download stage)."),
          out: Path = typer.Option(..., help="Pairs HDF5 file to write."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
-    out.unlink(missing_ok=True)  # as under DVC: a failed run must not leave an older file looking current
-    p = P.load(params, ["n_pairs", "test_fraction", "seed"])
+    guard_outputs([data, params], [out])  # as under DVC: a failed run leaves no older file looking current
+    p = P.load(params, ["n_pairs", "test_fraction", "split_seed"])
     classes = validate_file(data)
-    pairs = pair_data(data, classes, p["n_pairs"], p["test_fraction"], p["seed"])
+    pairs = pair_data(data, classes, p["n_pairs"], p["test_fraction"], p["split_seed"])
     write_pairs(out, pairs)
     n_test = int(np.sum(pairs.split == TEST))
     typer.echo(f"{out}: {len(pairs.x)} pairs ({n_test} test) over {len(pairs.images)} images")

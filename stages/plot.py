@@ -11,7 +11,10 @@ import typer
 from dismi import plotting
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
+from dismi.files import guard_outputs
 from dismi.pairfile import PairData, load_pairs
+
+FIGURES = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves")  # the PNGs main writes under --out
 
 
 def _curve(tsv: Path) -> plotting.Curve:
@@ -47,7 +50,10 @@ def _read_json(path: Path, made_by: str) -> dict:
 def _check_results(results: dict, path: Path) -> None:
     """The figures need every held-out and online accuracy and both distances."""
     needed = [(rep, key) for rep in ("shared", "exclusive") for key in (*FACTORS, "distance_to_ideal")]
-    needed += [("online", rep, f) for rep in ("shared", "exclusive") for f in FACTORS]
+    needed += [(group, rep, key) for group in ("paper_probe",) for rep in ("shared", "exclusive")
+               for key in (*FACTORS, "distance_to_ideal")]
+    needed += [(online, rep, f) for online in ("online", "online_paper") for rep in ("shared", "exclusive")
+               for f in FACTORS]
     for keys in needed:
         node = results
         for key in keys:
@@ -74,8 +80,11 @@ def main(
     live_exclusive: Path = typer.Option(..., help="train-exclusive's dvclive directory"),
     metrics: Path = typer.Option(..., help="evaluate's metrics JSON"),
     retrieval: Path = typer.Option(..., help="evaluate's retrieval JSON"),
+    curves: Path = typer.Option(..., help="evaluate's held-out accuracy of each model snapshot (JSON rows)"),
     out: Path = typer.Option(..., help="output directory for the PNGs"),
 ) -> None:
+    # A failed run must not leave older figures looking current.
+    guard_outputs([pairs, live_shared, live_exclusive, metrics, retrieval, curves], [out / f"{name}.png" for name in FIGURES])
     data = load_pairs(pairs)
     n_values = data.n_values()
     lives = {"shared": live_shared, "exclusive": live_exclusive}
@@ -89,6 +98,7 @@ def main(
         "accuracy_table": plotting.accuracy_table(results, n_values),
         "retrieval": plotting.retrieval_grid(queries, neighbours),
         "losses": plotting.losses({rep: _series(live, "loss") for rep, live in lives.items()}),
+        "held_out_curves": plotting.held_out_curves(_read_json(curves, "evaluate")),
     }
     for name, fig in figures.items():
         plotting.save_figure(fig, out / f"{name}.png")

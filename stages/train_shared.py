@@ -15,11 +15,12 @@ import typer
 from dvclive import Live
 
 from dismi import training
+from dismi.files import file_sha256, guard_outputs
 from dismi.pairfile import PairData, load_pairs
 from stages import params as P
 
 KEYS = ["seed", "width", "shared_dim", "batch_size", "lr_sh", "iters_sh", "alpha_sh", "beta_sh", "gamma",
-        "switched", "log_every", "checkpoint_every", "device"]
+        "l1_reduce", "switched", "log_every", "checkpoint_every", "snapshot_every", "device"]
 
 
 def _drop_rows_after(live: Path, step: int) -> None:
@@ -63,7 +64,7 @@ def run(trainer: training.Trainer, data: PairData, *, iters: int, p: dict, finge
                    f"global {metrics['loss/global']:.4f}  local {metrics['loss/local']:.4f}  {rate:.1f} it/s")
 
     trainer.fit(data, iters=iters, batch_size=p["batch_size"], log_every=p["log_every"],
-                checkpoint_every=p["checkpoint_every"], log=log,
+                checkpoint_every=p["checkpoint_every"], snapshot_every=p["snapshot_every"], log=log,
                 save=lambda s: training.save_checkpoint(checkpoint, s, fingerprint))
     logger.end()
 
@@ -73,15 +74,17 @@ def main(pairs: Path = typer.Option(..., help="Pairs HDF5 file (output of the pa
          checkpoint: Path = typer.Option(..., help="Resumable checkpoint (kept between runs)."),
          live: Path = typer.Option(..., help="dvclive directory for losses and online accuracies."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
-    model.unlink(missing_ok=True)  # a failed run must not leave an older model looking current
+    # A failed run must not leave an older model looking current; the checkpoint and log are kept.
+    guard_outputs([pairs, params], [model], kept=[checkpoint, live])
     p = P.load(params, KEYS)
     device = training.resolve_device(p["device"])
     data = load_pairs(pairs)
-    data_sha256 = training.file_sha256(pairs)
+    data_sha256 = file_sha256(pairs)
     trainer = training.SharedTrainer(width=p["width"], dim=p["shared_dim"], alpha=p["alpha_sh"], beta=p["beta_sh"],
-                                     gamma=p["gamma"], switched=p["switched"], lr=p["lr_sh"], seed=p["seed"],
-                                     device=device)
+                                     gamma=p["gamma"], l1_reduce=p["l1_reduce"], switched=p["switched"],
+                                     lr=p["lr_sh"], seed=p["seed"], device=device)
     run(trainer, data, iters=p["iters_sh"], p=p, checkpoint=checkpoint, live=live,
         fingerprint={"params": p, "data_sha256": data_sha256, "device": device.type})
-    training.save_model(model, trainer.model.encoder, "shared", p, data_sha256)
+    training.save_model(model, trainer.model.encoder, "shared", p, data_sha256, iteration=trainer.iteration,
+                        snapshots=trainer.snapshots)
     typer.echo(f"{model}: shared encoder after {trainer.iteration} iterations")

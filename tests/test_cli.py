@@ -16,7 +16,7 @@ def _run(*args, cwd=REPO):
 def test_help_lists_all_six_stages():
     r = _run("--help")
     assert r.returncode == 0, r.stderr
-    for name in STAGES + ["bench", "sweep"]:
+    for name in STAGES + ["bench", "results"]:
         assert name in r.stdout
 
 

@@ -8,11 +8,12 @@ import threading
 import numpy as np
 import pytest
 
+from conftest import params_file, run_stage
 from dismi.download import download
 from dismi.errors import DismiError
+from dismi.files import file_sha256
 from dismi.render import GRIDS
-from dismi.shapes3d import sha256_file, validate_file
-from test_pairs import params_file, run_stage
+from dismi.shapes3d import validate_file
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -180,7 +181,7 @@ def test_file_url_resumes_and_checks(tmp_path):
     dest = tmp_path / "f.h5"
     (tmp_path / "f.h5.part").write_bytes(PAYLOAD[:777])
     fetch(src.as_uri(), dest)
-    assert sha256_file(dest) == SHA
+    assert file_sha256(dest) == SHA
     with pytest.raises(DismiError, match="cannot read"):
         fetch((tmp_path / "missing.h5").as_uri(), tmp_path / "g.h5")
 

@@ -5,40 +5,23 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
-import numpy as np
 import pytest
 import torch
 import yaml
 from dvclive import Live
 from typer.testing import CliRunner
 
-from dismi.factors import FACTORS, SIZES, index_to_classes
+from conftest import REPO, TINY, params_file, tiny_pairs
+from dismi.factors import FACTORS
+from dismi.files import file_sha256
 from dismi.networks import Encoder, seeded
-from dismi.pairfile import TEST, PairData, load_pairs, write_pairs
-from dismi.training import file_sha256, save_model
+from dismi.pairfile import TEST, load_pairs, write_pairs
+from dismi.training import save_model
 from stages.__main__ import app
 
-REPO = Path(__file__).resolve().parents[1]
-PARAMS = dict(seed=0, probe_epochs=2, probe_lr=1e-3, probe_batch_size=16, retrieval_k=3, retrieval_queries=8,
-              device="cpu")
 LOSSES = {"shared": ("total", "global", "local", "l1", "classifier"),
           "exclusive": ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")}
-PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses")
-
-
-def _pairs(path: Path, n_pairs: int = 40) -> None:
-    """Pairs of random images sharing scale, shape, orientation; the last quarter is the test split."""
-    rng = np.random.default_rng(0)
-    x = index_to_classes(rng.choice(int(np.prod(SIZES)), size=n_pairs, replace=False))
-    y = x.copy()
-    y[:, :3] = (x[:, :3] + rng.integers(1, 10, size=(n_pairs, 3))) % 10  # other hues
-    classes = np.concatenate([x, y])
-    write_pairs(path, PairData(
-        images=rng.integers(0, 256, size=(2 * n_pairs, 64, 64, 3), dtype=np.uint8), classes=classes,
-        source=np.ravel_multi_index(tuple(classes.T), SIZES).astype(np.int64),
-        x=np.arange(n_pairs), y=np.arange(n_pairs, 2 * n_pairs),
-        split=(np.arange(n_pairs) >= 3 * n_pairs // 4).astype(np.uint8),
-        attrs={"seed": 0, "n_pairs": n_pairs, "test_fraction": 0.25}))
+PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves")
 
 
 def _live(path: Path, rep: str, steps: int = 3) -> None:
@@ -48,6 +31,7 @@ def _live(path: Path, rep: str, steps: int = 3) -> None:
                 live.log_metric(f"loss/{name}", 1.0 / (step + 1))
             for f in FACTORS:
                 live.log_metric(f"acc/{rep}/{f}", 0.1 * (step + 1) + 0.01 * FACTORS.index(f))
+                live.log_metric(f"acc_paper/{rep}/{f}", 0.05 * (step + 1) + 0.01 * FACTORS.index(f))
             live.next_step()
 
 
@@ -55,13 +39,16 @@ def _live(path: Path, rep: str, steps: int = 3) -> None:
 def project(tmp_path_factory):
     """A working directory with what the training stages leave behind, and evaluate run on it."""
     d = tmp_path_factory.mktemp("eval")
-    _pairs(d / "data" / "pairs.h5")
+    write_pairs(d / "data" / "pairs.h5", tiny_pairs())
     sha = file_sha256(d / "data" / "pairs.h5")
     for i, rep in enumerate(("shared", "exclusive")):
         encoder = seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(i))
-        save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha)
+        # Two snapshots (iterations 10 and 20) before the final weights (30): the held-out curve.
+        snaps = {it: seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(10 * i + it))
+                 .state_dict() for it in (10, 20)}
+        save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha, iteration=30, snapshots=snaps)
         _live(d / "metrics" / f"train_{rep}", rep)
-    (d / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    params_file(d)
     result = _cli(_args(d, "evaluate"))
     assert result.exit_code == 0, result.output
     return d
@@ -82,16 +69,19 @@ def _cli(args: list[str]):
 
 def _elsewhere(tmp_path: Path) -> dict:
     """evaluate's outputs redirected away from the shared project."""
-    return dict(metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json")
+    return dict(metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json",
+                curves=tmp_path / "c.json")
 
 
 def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert list(m) == ["shared", "exclusive", "retrieval", "online"]
+    assert list(m) == ["shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper"]
     for rep in ("shared", "exclusive"):
-        assert set(m[rep]) == {*FACTORS, "distance_to_ideal"}
-        assert all(0.0 <= m[rep][f] <= 1.0 for f in FACTORS)
-        assert m[rep]["distance_to_ideal"] >= 0.0
+        for acc in (m[rep], m["paper_probe"][rep]):
+            assert set(acc) == {*FACTORS, "distance_to_ideal"}
+            assert all(0.0 <= acc[f] <= 1.0 for f in FACTORS)
+            assert acc["distance_to_ideal"] >= 0.0
+        assert m["online_paper"][rep] == pytest.approx({f: 0.15 + 0.01 * i for i, f in enumerate(FACTORS)})
         assert set(m["retrieval"][rep]) == set(FACTORS)
         # Online figures are the last values the training logs hold (step 2: 0.3 + 0.01 * factor index).
         assert m["online"][rep] == pytest.approx({f: 0.3 + 0.01 * i for i, f in enumerate(FACTORS)})
@@ -99,13 +89,27 @@ def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     for f in FACTORS:
         assert f"| {f} | " in md
     assert "| distance to ideal |" in md and "held-out" in md and "Online" in md
+    assert "| factor | S paper probe | S wide probe | E paper probe | E wide probe |" in md
+
+
+def test_curves_hold_every_snapshot_and_end_at_the_final_figures(project):
+    rows = json.loads((project / "metrics" / "curves.json").read_text())
+    m = json.loads((project / "metrics" / "evaluate.json").read_text())
+    for rep in ("shared", "exclusive"):
+        for probe, final in (("wide", m[rep]), ("paper", m["paper_probe"][rep])):
+            mine = [r for r in rows if r["representation"] == rep and r["probe"] == probe]
+            assert [r["iteration"] for r in mine] == [10, 20, 30]
+            assert {k: mine[-1][k] for k in final} == final
+    # Snapshots are other weights, so the curve is not one repeated point.
+    shared_wide = [r for r in rows if r["representation"] == "shared" and r["probe"] == "wide"]
+    assert any(shared_wide[0][f] != shared_wide[-1][f] for f in FACTORS)
 
 
 def test_retrieval_json_names_test_images_and_never_the_query(project):
     data = load_pairs(project / "data" / "pairs.h5")
     test_rows = set(data.image_rows(TEST).tolist())
     r = json.loads((project / "metrics" / "retrieval.json").read_text())
-    assert r["k"] == PARAMS["retrieval_k"] and len(r["queries"]) == 6
+    assert r["k"] == TINY["retrieval_k"] and len(r["queries"]) == 6
     for q in r["queries"]:
         assert q["row"] in test_rows and data.source[q["row"]] == q["source"]
         for rep in ("shared", "exclusive"):
@@ -131,8 +135,7 @@ def test_swapped_models_fail_in_one_line_and_leave_no_results(project, tmp_path)
 
 
 def test_too_large_retrieval_k_names_the_param(project, tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({**PARAMS, "retrieval_k": 50}))
+    params = params_file(tmp_path, retrieval_k=50)
     args = _args(project, "evaluate", **_elsewhere(tmp_path))
     args[-1] = str(params)
     result = _cli(args)

@@ -184,11 +184,16 @@ def test_retrieval_k_must_leave_other_images():
 
 def test_markdown_table_lists_every_factor_with_paper_and_report():
     acc = {f: 0.5 for f in FACTORS}
+    paper = {f: 0.25 for f in FACTORS}
     results = {"shared": {**acc, "distance_to_ideal": 1.234}, "exclusive": {**acc, "distance_to_ideal": 0.5},
-               "online": {"shared": acc, "exclusive": acc}, "retrieval": {"shared": acc, "exclusive": acc}}
+               "paper_probe": {"shared": {**paper, "distance_to_ideal": 2.5}, "exclusive": {**paper, "distance_to_ideal": 0.75}},
+               "online": {"shared": acc, "exclusive": acc}, "online_paper": {"shared": paper, "exclusive": paper},
+               "retrieval": {"shared": acc, "exclusive": acc}}
     md = markdown_table(results, OFFICIAL)
-    for f in FACTORS:
-        assert f"| {f} | 50.00 | 50.00 |" in md
-    assert "| floor_hue | 50.00 | 50.00 | 50.00 | 50.00 | 10.00 | 100.00 | 10.00 | 9.96 | 95.10 | 10.28 | 77.74 |" in md
-    assert "| distance to ideal | 1.2340 | 0.5000 |" in md and "0.1955" in md
+    for f, n in zip(FACTORS, OFFICIAL):
+        assert f"| {f} | 25.00 | 50.00 | 25.00 | 50.00 |" in md  # held-out: S paper, S wide, E paper, E wide
+        assert f"| {f} | 50.00 | 50.00 | {100 * chance_level(n):.2f} |" in md  # retrieval by S, by E, chance
+    assert "| floor_hue | 25.00 | 50.00 | 25.00 | 50.00 | 10.00 | 100.00 | 10.00 | 9.96 | 95.10 | 10.28 | 77.74 |" in md
+    assert "| distance to ideal | 2.5000 | 1.2340 | 0.7500 | 0.5000 |" in md and "0.1955" in md
+    assert "| floor_hue | 25.00 | 50.00 | 25.00 | 50.00 |\n" in md  # the online table: paper and wide probes
     assert f"{100 * chance_level(15):.2f}" in md

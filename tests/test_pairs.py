@@ -1,24 +1,19 @@
 """Pair invariants (dismi.pairs) and the pairs stage through the CLI, on tiny reduced grids."""
 import hashlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from conftest import grid_classes, params_file, run_stage, write_file
 from dismi.errors import DismiError
-from dismi.factors import FACTORS, SHARED_FACTORS, EXCLUSIVE_FACTORS
+from dismi.factors import FACTORS, SHARED_FACTORS, EXCLUSIVE_FACTORS, classes_to_values
 from dismi.pairfile import TEST, TRAIN, load_pairs, write_pairs
 from dismi.pairs import make_pairs, pair_data
-from stages import __main__ as cli
-from test_shapes3d import grid_classes, write_file
 
 SHARED = [FACTORS.index(f) for f in SHARED_FACTORS]
 HUES = [FACTORS.index(f) for f in EXCLUSIVE_FACTORS]
 # 125 hue combinations in each of 8 (scale, shape, orientation) groups: 1,000 images.
 HUE_GRID = ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9), (0, 3, 6, 8, 9), (0, 7), (1, 3), (0, 14))
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def check_invariants(classes, x, y, split, n_pairs, test_fraction):
@@ -108,33 +103,16 @@ def test_pair_data_holds_the_used_images_and_round_trips(tmp_path):
     assert not set(back.image_rows(TRAIN)) & set(back.image_rows(TEST))
 
 
-def params_file(tmp_path, **overrides) -> Path:
-    params = yaml.safe_load(REPO_PARAMS.read_text())
-    params.update(overrides)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
-def run_stage(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """`python -m stages ARGS` in process -> (exit code, stdout + stderr)."""
-    monkeypatch.setattr(sys, "argv", ["stages", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        cli.main()
-    out = capsys.readouterr()
-    return e.value.code, out.out + out.err
-
-
 def test_pairs_stage_writes_a_valid_pairs_file(tmp_path, monkeypatch, capsys):
     src = tmp_path / "s.h5"
     write_file(src, classes=grid_classes(HUE_GRID))
     out = tmp_path / "data" / "pairs.h5"
     code, text = run_stage(monkeypatch, capsys, "pairs", "--data", src, "--out", out,
-                           "--params", params_file(tmp_path, n_pairs=300, test_fraction=0.2, seed=4))
+                           "--params", params_file(tmp_path, n_pairs=300, test_fraction=0.2, split_seed=4, seed=9))
     assert code == 0, text
     data = load_pairs(out)
     check_invariants(data.classes, data.x, data.y, data.split, 300, 0.2)
-    assert data.attrs["seed"] == 4
+    assert data.attrs["seed"] == 4  # the split seed: the training seed (9) does not choose pairs
     assert sorted(p.name for p in out.parent.iterdir()) == ["pairs.h5"]
 
 
@@ -162,4 +140,17 @@ def test_pairs_stage_rejects_a_file_off_the_contract(tmp_path, monkeypatch, caps
     code, text = run_stage(monkeypatch, capsys, "pairs", "--data", src, "--out", out,
                            "--params", params_file(tmp_path, n_pairs=20))
     assert code == 1 and text.startswith(f"error: Shapes3D file {src} is not a readable HDF5 file")
+    assert not out.exists()
+
+
+def test_pairs_stage_refuses_a_nan_label_in_one_line(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "s.h5"
+    labels = classes_to_values(grid_classes())
+    labels[3, 0] = np.nan
+    write_file(src, labels=labels)
+    out = tmp_path / "pairs.h5"
+    code, text = run_stage(monkeypatch, capsys, "pairs", "--data", src, "--out", out,
+                           "--params", params_file(tmp_path, n_pairs=20))
+    assert code == 1 and text.count("\n") == 1
+    assert text.startswith(f"error: Shapes3D file {src}: label floor_hue=nan at row 3 is not a finite number")
     assert not out.exists()

@@ -3,6 +3,8 @@
 Proves from DVC's own output that `dvc repro` runs all six stages, that each param reruns only
 the stages that read it and those after them, and that `dvc metrics diff` lists every figure.
 """
+import csv
+import io
 import json
 import os
 import re
@@ -66,6 +68,7 @@ def project(tmp_path_factory):
     return dst, out
 
 
+@pytest.mark.slow
 def test_repro_runs_all_six_and_commits_cleanly(project):
     dst, out = project
     ran, _ = _ran(out)
@@ -75,7 +78,7 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
         for f in ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"):
             assert 0.0 <= metrics[rep][f] <= 1.0
         assert metrics[rep]["distance_to_ideal"] >= 0.0
-    for png in ("learning_curves", "accuracy_table", "retrieval", "losses"):
+    for png in ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves"):
         assert (dst / "metrics" / "plots" / f"{png}.png").stat().st_size > 1000
     # Data, models and checkpoints stay out of git; metrics go in.
     _sh(dst, "git", "add", "-A")
@@ -86,6 +89,7 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
     assert "up to date" in _dvc(dst, "status").lower()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value, first", [
     ("alpha_sh", 0.3, "train_shared"),
     ("lambda_adv", 0.02, "train_exclusive"),
@@ -107,3 +111,27 @@ def test_param_reruns_only_its_stage_and_downstream(project, key, value, first):
         assert name in figures, sorted(figures)
     _sh(dst, "git", "checkout", "-q", "--", ".")  # back to the baseline for the next param
     _dvc(dst, "checkout", "-q")
+
+
+@pytest.mark.slow
+def test_results_summarise_named_seed_runs_from_dvcs_own_experiments(project):
+    dst, _ = project
+    for seed in (1, 2):
+        out = _dvc(dst, "exp", "run", "-n", f"tiny-seed{seed}", "-S", f"seed={seed}")
+        ran, _ = _ran(out)
+        assert "pairs" not in ran and "train_shared" in ran, out  # the seed trains anew; the split stays
+    out = _sh(dst, sys.executable, "-m", "stages", "results", "--out", "res", "--baseline", "tiny")
+    assert "wrote results.md, results.json, accuracy_seeds.png" in out, out
+    (tiny,) = [g for g in json.loads((dst / "res" / "results.json").read_text()) if g["group"] == "tiny"]
+    assert sorted(tiny["runs"]) == ["tiny-seed1", "tiny-seed2"]
+    by_seed = [_exp_metric(dst, f"tiny-seed{s}", "paper_probe.shared.scale") for s in (1, 2)]
+    assert tiny["mean"]["paper/shared/scale"] == pytest.approx(sum(by_seed) / 2, abs=1e-4)
+    assert (dst / "res" / "accuracy_seeds.png").stat().st_size > 1000
+
+
+def _exp_metric(dst, name, column):
+    """A metric of one named experiment, as `dvc exp show --csv` prints it."""
+    text = _dvc(dst, "exp", "show", "--csv", stdout_only=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    (row,) = [r for r in rows if r["Experiment"] == name]
+    return float(row[column])

@@ -12,6 +12,7 @@ import pytest
 from dismi import render as R
 from dismi.factors import FACTORS, SIZES, VALUES, classes_to_values, index_to_classes, values_to_classes
 from dismi.render import GRIDS, make_grid, render, write_synthetic
+from dismi.shapes3d import read_images, validate_file
 
 TINY = make_grid([[0, 5], [2, 7], [1, 8], [0, 7], [0, 1, 2, 3], [0, 7, 14]])  # 2x2x2x2x4x3 = 192 images
 
@@ -173,10 +174,9 @@ def test_write_synthetic_official_layout(tmp_path):
 
 
 def test_write_synthetic_passes_the_contract_validator(tmp_path):
-    shapes3d = pytest.importorskip("dismi.shapes3d")
     path = write_synthetic(tmp_path / "a.h5", grid=TINY, progress=False)
-    np.testing.assert_array_equal(shapes3d.validate_file(path), TINY)
-    np.testing.assert_array_equal(shapes3d.read_images(path, np.array([3, 100, 191])), render(TINY[[3, 100, 191]]))
+    np.testing.assert_array_equal(validate_file(path), TINY)
+    np.testing.assert_array_equal(read_images(path, np.array([3, 100, 191])), render(TINY[[3, 100, 191]]))
 
 
 def test_write_synthetic_any_grid_and_chunking(tmp_path):
@@ -192,6 +192,26 @@ def test_write_synthetic_any_grid_and_chunking(tmp_path):
     with pytest.raises(ValueError, match="official order"):
         write_synthetic(tmp_path / "bad.h5", grid=rows[::-1], progress=False)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_write_synthetic_can_write_the_real_files_chunk_layout(tmp_path, monkeypatch):
+    # What h5py chooses by itself for the full file's shape, hence most likely the real file's layout.
+    with h5py.File(tmp_path / "probe.h5", "w", driver="core", backing_store=False) as f:
+        assert f.create_dataset("i", shape=(480_000, 64, 64, 3), dtype=np.uint8, chunks=True).chunks == R.OFFICIAL_CHUNKS
+    expected = render(TINY)
+    # The real chunks hold 15,000 rows; cut them to 50 here so the grid spans several, the last one partial.
+    for rows in (R.OFFICIAL_CHUNKS[0], 50):
+        monkeypatch.setattr(R, "OFFICIAL_CHUNKS", (rows, 4, 4, 1))
+        path = write_synthetic(tmp_path / f"official{rows}.h5", grid=TINY, progress=False, chunks="official")
+        with h5py.File(path, "r") as f:
+            assert f["images"].chunks == (min(rows, 192), 4, 4, 1) and f["images"].compression == "gzip"
+            np.testing.assert_array_equal(f["images"][()], expected)
+            np.testing.assert_array_equal(f["labels"][()], classes_to_values(TINY))
+        np.testing.assert_array_equal(validate_file(path), TINY)
+        np.testing.assert_array_equal(read_images(path, np.array([3, 100, 191])), expected[[3, 100, 191]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["official15000.h5", "official50.h5"]  # no temporaries
+    with pytest.raises(ValueError, match="chunks must be one of"):
+        write_synthetic(tmp_path / "bad.h5", grid=TINY, progress=False, chunks="auto")
 
 
 def test_write_synthetic_is_deterministic(tmp_path):

@@ -1,33 +1,15 @@
 """The Shapes3D contract (validate_file) and the chunk-aware reader (read_images), on tiny reduced grids."""
-import itertools
+import tracemalloc
 
 import h5py
 import numpy as np
 import pytest
 
+from conftest import grid_classes, write_file
 from dismi import shapes3d
 from dismi.errors import DismiError
-from dismi.factors import N_IMAGES, SIZES, classes_to_values, index_to_classes
+from dismi.factors import N_IMAGES, SIZES, classes_to_values, index_to_classes, values_to_classes
 from dismi.shapes3d import read_images, validate_file
-
-# A reduced grid: a subset of each factor's values (floor, wall, object, scale, shape, orientation).
-SMALL_GRID = ([0, 5], [1, 9], [2, 3], [0, 7], [1, 3], [0, 7, 14])
-
-
-def grid_classes(grid=SMALL_GRID) -> np.ndarray:
-    """(N, 6) class indices of every combination, in official order (orientation fastest)."""
-    return np.array(list(itertools.product(*grid)), dtype=np.int64)
-
-
-def write_file(path, classes=None, images=None, labels=None, **image_options) -> np.ndarray:
-    """A Shapes3D-layout file; random images unless given. Returns the images written."""
-    classes = grid_classes() if classes is None else classes
-    if images is None:
-        images = np.random.default_rng(0).integers(0, 256, (len(classes), 64, 64, 3), dtype=np.uint8)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=images, **image_options)
-        f.create_dataset("labels", data=classes_to_values(classes) if labels is None else labels)
-    return images
 
 
 def assert_one_line_error(path, match):
@@ -108,6 +90,23 @@ def test_off_grid_label(tmp_path):
     assert_one_line_error(path, "scale=.*0.8.* at row 7 is not on the official grid")
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_values_to_classes_refuses_nan_and_inf_naming_column_and_row(value):
+    labels = classes_to_values(grid_classes())
+    labels[7, 2] = value
+    with pytest.raises(ValueError, match=rf"^label object_hue={value!r} at row 7 is not a finite number$") as e:
+        values_to_classes(labels)
+    assert "\n" not in str(e.value)
+
+
+def test_nan_label_breaks_the_contract(tmp_path):
+    labels = classes_to_values(grid_classes())
+    labels[7, 3] = np.nan  # NaN compares false with everything: it must not pass as "close to the grid"
+    path = tmp_path / "s.h5"
+    write_file(path, labels=labels)
+    assert_one_line_error(path, "label scale=nan at row 7 is not a finite number")
+
+
 def test_out_of_order_images(tmp_path):
     classes = grid_classes()
     classes[[10, 11]] = classes[[11, 10]]
@@ -139,10 +138,14 @@ def test_not_hdf5_at_all(tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"chunks": (5, 64, 64, 3), "compression": "gzip"},
-                                     {"chunks": (1, 64, 64, 3), "compression": "gzip"}],
-                         ids=["contiguous", "chunks-of-5", "chunks-of-1"])
+                                     {"chunks": (1, 64, 64, 3), "compression": "gzip"},
+                                     {"chunks": (40, 4, 4, 1), "compression": "gzip"},
+                                     {"chunks": (96, 4, 4, 1), "compression": "gzip"}],
+                         ids=["contiguous", "chunks-of-5", "chunks-of-1", "gzip-40x4x4x1", "gzip-96x4x4x1"])
 def test_read_images_picks_the_rows(tmp_path, monkeypatch, options):
-    # A small slab cap makes long runs of blocks split into several reads.
+    # A small slab cap makes long runs of blocks split into several reads, and makes the (N, 4, 4, 1)
+    # chunks (the real file's likely (15000, 4, 4, 1) layout: chunks smaller than an image) span more
+    # rows than the cap.
     monkeypatch.setattr(shapes3d, "_MAX_SLAB_ROWS", 12)
     path = tmp_path / "s.h5"
     images = write_file(path, **options)
@@ -158,3 +161,23 @@ def test_read_images_rejects_bad_rows(tmp_path, rows):
     write_file(path)
     with pytest.raises(ValueError):
         read_images(path, np.array(rows))
+
+
+@pytest.mark.parametrize("chunks, cap, rows", [
+    ((24, 4, 4, 1), 12, np.array([0, 30, 60, 90])),  # chunk rows above the cap: one chunk row-block a slab
+    ((4, 64, 64, 3), 12, np.arange(96)),             # a selection spanning 8 times the cap
+], ids=["gzip-24x4x4x1", "gzip-4-images"])
+def test_read_images_holds_at_most_one_slab_at_a_time(tmp_path, monkeypatch, chunks, cap, rows):
+    monkeypatch.setattr(shapes3d, "_MAX_SLAB_ROWS", cap)
+    path = tmp_path / "s.h5"
+    images = write_file(path, chunks=chunks, compression="gzip")
+    slab = max(cap, chunks[0]) * images[0].nbytes  # the largest read the cap allows
+    tracemalloc.start()
+    try:
+        got = read_images(path, rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, images[rows])
+    # The result, one slab, and small change; a second slab (or a copy of the picked rows) would exceed it.
+    assert peak < got.nbytes + 1.5 * slab, (peak, got.nbytes, slab)

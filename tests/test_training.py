@@ -1,5 +1,4 @@
 """Both training stages through the CLI on a tiny structured pairs file (width 4, a few dozen iterations)."""
-import colorsys
 import csv
 import shutil
 from pathlib import Path
@@ -10,59 +9,21 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from conftest import TINY, params_file, tiny_pairs
 from dismi import losses, training
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
-from dismi.pairfile import PairData, write_pairs
+from dismi.files import file_sha256
+from dismi.pairfile import write_pairs
 from stages.__main__ import app
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
-ITERS = 40
-TINY = {"width": 4, "shared_dim": 8, "exclusive_dim": 8, "batch_size": 8, "lr_sh": 2e-3, "lr_ex": 2e-3,
-        "iters_sh": ITERS, "iters_ex": ITERS, "log_every": 10, "checkpoint_every": 20, "device": "cpu"}
-
-
-def _hue(k):
-    return np.array(colorsys.hsv_to_rgb(k / 10, 0.8, 0.9)) * 255
-
-
-def _render(classes):
-    """Wall, floor and object hue; object size (scale), outline (shape) and position (orientation)."""
-    yy, xx = np.mgrid[:64, :64]
-    img = np.empty((len(classes), 64, 64, 3))
-    for i, (floor, wall, obj, scale, shape, orient) in enumerate(classes):
-        img[i, :32], img[i, 32:] = _hue(wall), _hue(floor)
-        r, dx, dy = 8 + 2 * scale, np.abs(xx - 14 - 2 * orient), np.abs(yy - 34)
-        mask = [np.maximum(dx, dy) <= r, dx ** 2 + dy ** 2 <= r ** 2,
-                (dx <= r // 2) & (dy <= r), (dx <= r) & (dy <= r // 2)][shape]
-        img[i][mask] = _hue(obj)
-    return img.astype(np.uint8)
-
-
-def _pairs(n_pairs=48, n_test=12, seed=0):
-    """Pairs sharing scale, shape and orientation, with their own hues; X rows, then Y rows."""
-    rng = np.random.default_rng(seed)
-    shared = np.stack([rng.integers(0, s, n_pairs) for s in (8, 4, 15)], 1)
-    hues = rng.integers(0, 10, (2, n_pairs, 3))
-    classes = np.concatenate([np.concatenate([hues[v], shared], 1) for v in (0, 1)]).astype(np.int64)
-    return PairData(images=_render(classes), classes=classes, source=np.arange(2 * n_pairs),
-                    x=np.arange(n_pairs), y=np.arange(n_pairs, 2 * n_pairs),
-                    split=(np.arange(n_pairs) >= n_pairs - n_test).astype(np.uint8))
-
-
-@pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "pairs.h5"
-    write_pairs(path, _pairs())
-    return path
+ITERS = TINY["iters_sh"]
 
 
 def _run(workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **overrides):
     """Run a stage through the CLI in `workdir` with the repo's params.yaml + TINY + overrides."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    params = yaml.safe_load((REPO / "params.yaml").read_text()) | TINY | overrides
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    params_file(workdir, **overrides)
     name = stage.replace("train-", "")
     args = [stage, "--pairs", str(pairs), "--model", str(workdir / f"{name}.pt"),
             "--checkpoint", str(workdir / f"ckpt_{name}.pt"), "--live", str(workdir / f"live_{name}"),
@@ -127,7 +88,7 @@ def test_shared_stage_writes_model_checkpoint_and_dvclive_metrics(shared_run, pa
     blob = torch.load(shared_run / "shared.pt", weights_only=True)
     assert blob["kind"] == "shared" and blob["config"] == {"width": 4, "out_dim": 8}
     assert blob["params"]["alpha_sh"] == 0.5 and blob["params"]["iters_sh"] == ITERS
-    assert blob["data_sha256"] == training.file_sha256(pairs_file)
+    assert blob["data_sha256"] == file_sha256(pairs_file)
     encoder, meta = training.load_model(shared_run / "shared.pt")
     assert not encoder.training and meta["kind"] == "shared"
     assert torch.load(shared_run / "ckpt_shared.pt", weights_only=True)["iteration"] == ITERS
@@ -182,9 +143,9 @@ def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_c
         tmp_path, pairs_file, monkeypatch):
     real, calls = losses.l1_distance, []
 
-    def l1_going_nan(a, b):
+    def l1_going_nan(a, b, **kw):
         calls.append(1)
-        return real(a, b) * (float("nan") if len(calls) >= 26 else 1.0)
+        return real(a, b, **kw) * (float("nan") if len(calls) >= 26 else 1.0)
     monkeypatch.setattr(losses, "l1_distance", l1_going_nan)
     result = _run(tmp_path, "train-shared", pairs_file)
     assert isinstance(result.exception, DismiError)
@@ -199,7 +160,7 @@ def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_c
 def test_exclusive_stage_writes_model_and_metrics_and_its_mi_terms_improve(exclusive_run, shared_run):
     blob = torch.load(exclusive_run / "exclusive.pt", weights_only=True)
     assert blob["kind"] == "exclusive" and blob["config"] == {"width": 4, "out_dim": 8}
-    assert blob["shared_sha256"] == training.file_sha256(shared_run / "shared.pt")
+    assert blob["shared_sha256"] == file_sha256(shared_run / "shared.pt")
     assert torch.load(exclusive_run / "ckpt_exclusive.pt", weights_only=True)["iteration"] == ITERS
     summary = yaml.safe_load((exclusive_run / "live_exclusive" / "metrics.json").read_text())
     assert set(summary["loss"]) == {"total", "global", "local", "adv_encoder", "adv_discriminator", "classifier"}
@@ -214,7 +175,7 @@ def test_exclusive_stage_keeps_the_shared_encoder_frozen(exclusive_run, shared_r
     trainer = training.ExclusiveTrainer(shared=encoder, width=4, dim=8, alpha=0.5, beta=1.0, lambda_adv=0.01,
                                         lr=1e-2, seed=0, device=torch.device("cpu"))
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    trainer.fit(_pairs(), iters=3, batch_size=8, log_every=3, checkpoint_every=3,
+    trainer.fit(tiny_pairs(), iters=3, batch_size=8, log_every=3, checkpoint_every=3,
                 log=lambda *a: None, save=lambda s: None)
     assert not encoder.training
     for k, v in encoder.state_dict().items():
@@ -240,7 +201,7 @@ def test_exclusive_stage_refuses_an_exclusive_model_as_its_shared_encoder(tmp_pa
 
 def test_exclusive_stage_refuses_a_shared_model_trained_on_other_pairs(tmp_path, shared_run):
     other = tmp_path / "other.h5"
-    write_pairs(other, _pairs(seed=1))
+    write_pairs(other, tiny_pairs(seed=1))
     result = _run(tmp_path, "train-exclusive", other, shared=shared_run / "shared.pt")
     assert isinstance(result.exception, DismiError) and "another pairs file" in str(result.exception)
 

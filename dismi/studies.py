@@ -1,0 +1,138 @@
+"""Studies over many runs: runs grouped by name, mean and spread over seeds, the lambda_adv curve and
+the ablation table (paper Fig. 5, Tables 6-7).
+
+A run is named `<group>-seed<k>`: the runs of one group differ only in their seed, so a group is one
+setting measured several times. Pure functions of plain dicts, so a notebook can use them on any
+list of runs; `stages/results.py` feeds them from DVC's experiments.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from dismi.errors import DismiError
+from dismi.evaluation import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
+from dismi.factors import FACTORS
+
+SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
+# (probe, representation) -> where evaluate.json keeps that probe's accuracies
+SOURCES = {("paper", "shared"): ("paper_probe", "shared"), ("paper", "exclusive"): ("paper_probe", "exclusive"),
+           ("wide", "shared"): ("shared",), ("wide", "exclusive"): ("exclusive",)}
+FIGURES = (*FACTORS, "distance_to_ideal")
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    params: Mapping    # params.yaml as the run saw it
+    metrics: Mapping   # its evaluate.json, nested
+
+
+@dataclass(frozen=True)
+class Summary:
+    group: str
+    runs: tuple[str, ...]
+    params: dict                 # the params every run of the group shares
+    mean: dict[str, float]       # "paper/shared/scale" -> mean over runs (fractions)
+    std: dict[str, float]        # sample standard deviation (0 for a single run)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+def group_of(name: str) -> str:
+    """`profile-seed2` -> `profile`; a name without a seed suffix is a group of its own."""
+    m = SEED_SUFFIX.match(name)
+    return m["group"] if m else name
+
+
+def figures(metrics: Mapping) -> dict[str, float] | None:
+    """evaluate.json -> {"probe/representation/figure": value}; None when a figure is missing."""
+    out = {}
+    for (probe, rep), path in SOURCES.items():
+        node = metrics
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping) or any(not isinstance(node.get(f), (int, float)) for f in FIGURES):
+            return None
+        out.update({f"{probe}/{rep}/{f}": float(node[f]) for f in FIGURES})
+    return out
+
+
+def check_seed(run: Run) -> None:
+    """A run named `<group>-seed<k>` must have run with seed k: `dvc exp run` in the workspace starts
+    from the workspace's params, so a forgotten `-S seed=k` silently repeats the previous seed."""
+    m = SEED_SUFFIX.match(run.name)
+    if m and "seed" in run.params and float(run.params["seed"]) != float(m["seed"]):
+        raise DismiError(f"experiment {run.name} ran with seed={run.params['seed']}, not {m['seed']}: "
+                         f"remove it (dvc exp remove {run.name}) and rerun it with -S seed={m['seed']}")
+
+
+def summarise(runs: Sequence[Run]) -> list[Summary]:
+    """One Summary per group, in order of first appearance; runs without every figure are left out."""
+    groups: dict[str, list[tuple[Run, dict]]] = {}
+    for run in runs:
+        check_seed(run)
+        figs = figures(run.metrics)
+        if figs is not None:
+            groups.setdefault(group_of(run.name), []).append((run, figs))
+    out = []
+    for group, members in groups.items():
+        keys = members[0][1].keys()
+        values = {k: np.array([figs[k] for _, figs in members]) for k in keys}
+        shared = {k: v for k, v in members[0][0].params.items()
+                  if all(r.params.get(k) == v for r, _ in members)}
+        out.append(Summary(group, tuple(r.name for r, _ in members), shared,
+                           {k: float(v.mean()) for k, v in values.items()},
+                           {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}))
+    return out
+
+
+def _pm(s: Summary, key: str, scale: float = 100.0, digits: int = 1) -> str:
+    return f"{scale * s.mean[key]:.{digits}f} ± {scale * s.std[key]:.{digits}f}"
+
+
+def summary_table(s: Summary) -> str:
+    """Markdown: mean ± std over the group's runs of every held-out figure, beside the paper and the report."""
+    head = "| factor | S paper probe | S wide probe | E paper probe | E wide probe | paper S | paper E | report S | report E |"
+    lines = [f"`{s.group}`: {s.n} run(s) ({', '.join(s.runs)}); held-out accuracy (%), mean ± std over runs.",
+             "", head, "|---|" + "---:|" * 8]
+    for f in FACTORS:
+        lines.append(f"| {f} | {_pm(s, f'paper/shared/{f}')} | {_pm(s, f'wide/shared/{f}')} "
+                     f"| {_pm(s, f'paper/exclusive/{f}')} | {_pm(s, f'wide/exclusive/{f}')} "
+                     f"| {100 * PAPER_ACCURACY['shared'][f]:.2f} | {100 * PAPER_ACCURACY['exclusive'][f]:.2f} "
+                     f"| {100 * REPORT_ACCURACY['shared'][f]:.2f} | {100 * REPORT_ACCURACY['exclusive'][f]:.2f} |")
+    d = "distance_to_ideal"
+    lines.append(f"| distance to ideal | {_pm(s, f'paper/shared/{d}', 1, 3)} | {_pm(s, f'wide/shared/{d}', 1, 3)} "
+                 f"| {_pm(s, f'paper/exclusive/{d}', 1, 3)} | {_pm(s, f'wide/exclusive/{d}', 1, 3)} "
+                 f"| {PAPER_DISTANCE['shared']:.4f} | {PAPER_DISTANCE['exclusive']:.4f} "
+                 f"| {REPORT_DISTANCE['shared']:.3f} | {REPORT_DISTANCE['exclusive']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def lambda_curve(summaries: Sequence[Summary], prefix: str = "lambda") -> list[Summary]:
+    """The groups named `<prefix>...` that each hold one lambda_adv value, sorted by it (paper Fig. 5)."""
+    chosen = [s for s in summaries if s.group.startswith(prefix) and "lambda_adv" in s.params]
+    return sorted(chosen, key=lambda s: float(s.params["lambda_adv"]))
+
+
+ABLATED = ("switched", "gamma", "alpha_sh", "beta_sh")
+
+
+def ablation_table(summaries: Sequence[Summary], baseline: str, prefix: str = "ablation") -> str:
+    """Markdown: S's held-out accuracies, mean ± std, for the baseline group and the groups named
+    `<prefix>...` (paper Tables 6-7: no switching, gamma = 0, alpha = 0, beta = 0)."""
+    chosen = [s for s in summaries if s.group == baseline] + [s for s in summaries if s.group.startswith(prefix)]
+    head = ["group", "runs", *ABLATED, *(f"S {f}" for f in FACTORS), "S distance"]
+    lines = ["Held-out accuracy (%) of the paper probe on S, mean ± std over runs; ideal: 100 on scale, shape, "
+             "orientation, chance on the hues.", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for s in chosen:
+        cells = [s.group + (" (baseline)" if s.group == baseline else ""), str(s.n),
+                 *(str(s.params.get(k, "varies")) for k in ABLATED),
+                 *(_pm(s, f"paper/shared/{f}") for f in FACTORS), _pm(s, "paper/shared/distance_to_ideal", 1, 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Not a stage: tables and figures over DVC experiments grouped by name (`<group>-seed<k>`): mean ± std
+over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper Tables 6-7)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from dismi import plotting, studies
+from dismi.errors import DismiError
+from dismi.factors import FACTORS
+from dismi.files import write_text_atomic
+
+METRICS_FILE = "metrics/evaluate.json"
+PARAMS_FILE = "params.yaml"
+
+
+def _unflatten(flat: dict) -> dict:
+    nested: dict = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        if isinstance(node, dict):
+            node[leaf] = value
+    return nested
+
+
+def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
+    """Named experiments from `dvc.api.exp_show()` rows (flat columns: a column is prefixed with its
+    file, `params.yaml:seed`, only where two files share a name)."""
+    runs = []
+    for row in rows:
+        name = row.get("Experiment")
+        if not name or row.get("rev") == "workspace":
+            continue
+        params, metrics = {}, {}
+        for key, value in row.items():
+            file, _, column = key.rpartition(":")
+            if file in ("", PARAMS_FILE) and column not in metrics:
+                params[column] = value
+            if file in ("", METRICS_FILE):
+                metrics[column] = value
+        runs.append(studies.Run(name, params, _unflatten(metrics)))
+    return runs
+
+
+def _exp_show() -> list[dict]:
+    import dvc.api  # here, so that `python -m stages --help` does not pay for importing DVC
+
+    try:
+        return dvc.api.exp_show()
+    except Exception as e:  # DVC's own errors: not a repo, no commits, ...
+        raise DismiError(f"dvc.api.exp_show failed ({type(e).__name__}: {e}): run inside the DVC repository, "
+                         "after `dvc exp run`") from None
+
+
+def main(
+    out: Path = typer.Option(..., help="output directory: results.md, results.json and the figures"),
+    baseline: str = typer.Option("profile", help="group drawn in accuracy_seeds.png and heading the ablations"),
+    json_file: Path = typer.Option(None, "--json", help="saved `dvc.api.exp_show()` rows as JSON "
+                                                       "(default: ask DVC here)"),
+) -> None:
+    if json_file is not None:
+        try:
+            rows = json.loads(json_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError) as e:
+            raise DismiError(f"--json {json_file} is not readable JSON ({type(e).__name__}): "
+                             "save it with python -c 'import dvc.api, json; print(json.dumps(dvc.api.exp_show()))'"
+                             ) from None
+    else:
+        rows = _exp_show()
+    summaries = studies.summarise(runs_from_exp_show(rows))
+    if not summaries:
+        raise DismiError(f"no experiment has every figure of {METRICS_FILE}: run `dvc exp run -n <group>-seed<k>` "
+                         "first (see README, Reproduction)")
+    wrote = ["results.md", "results.json"]
+    write_text_atomic(out / "results.md", "\n".join(studies.summary_table(s) for s in summaries))
+    write_text_atomic(out / "results.json", json.dumps(
+        [{"group": s.group, "runs": list(s.runs), "params": s.params, "mean": s.mean, "std": s.std}
+         for s in summaries], indent=1, default=str) + "\n")
+    by_name = {s.group: s for s in summaries}
+    if baseline in by_name:
+        b = by_name[baseline]
+        plotting.save_figure(plotting.accuracy_over_seeds(b.mean, b.std, b.n, baseline), out / "accuracy_seeds.png")
+        wrote.append("accuracy_seeds.png")
+    curve = studies.lambda_curve(summaries)
+    if curve:
+        lambdas = np.array([float(s.params["lambda_adv"]) for s in curve])
+        for probe in ("paper", "wide"):
+            mean = {f: np.array([s.mean[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
+            std = {f: np.array([s.std[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
+            plotting.save_figure(plotting.lambda_adv_curve(lambdas, mean, std, probe), out / f"lambda_adv_{probe}.png")
+            wrote.append(f"lambda_adv_{probe}.png")
+    if any(s.group.startswith("ablation") for s in summaries):
+        write_text_atomic(out / "ablations.md", studies.ablation_table(summaries, baseline))
+        wrote.append("ablations.md")
+    typer.echo(f"{len(summaries)} group(s) over {sum(s.n for s in summaries)} run(s); wrote {', '.join(wrote)} to {out}")

@@ -1,0 +1,115 @@
+"""Runs grouped by name: mean ± std over seeds, the lambda_adv curve, the ablation table, and the
+`results` command on rows in `dvc.api.exp_show()`'s format (DVC 3.x; see also test_pipeline)."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dismi import studies
+from dismi.errors import DismiError
+from dismi.factors import FACTORS
+from stages.__main__ import app
+from stages.results import runs_from_exp_show
+
+
+def _metrics(value: float) -> dict:
+    rep = {**{f: value for f in FACTORS}, "distance_to_ideal": 6 * value}
+    return {"shared": rep, "exclusive": rep, "paper_probe": {"shared": rep, "exclusive": rep}}
+
+
+def _run(name, value, **params):
+    return studies.Run(name, {"seed": int(name.rsplit("seed", 1)[-1]) if "-seed" in name else 0, **params},
+                       _metrics(value))
+
+
+def test_group_of_strips_only_the_seed_suffix():
+    assert studies.group_of("profile-seed2") == "profile"
+    assert studies.group_of("lambda-0.05-seed10") == "lambda-0.05"
+    assert studies.group_of("quickstart") == "quickstart"
+    assert studies.group_of("seed3") == "seed3"
+
+
+def test_summarise_gives_mean_and_sample_std_per_group_in_order():
+    runs = [_run("profile-seed0", 0.2, width=16), _run("other-seed0", 0.9), _run("profile-seed1", 0.4, width=16),
+            _run("profile-seed2", 0.6, width=16)]
+    profile, other = studies.summarise(runs)
+    assert (profile.group, profile.n, other.group, other.n) == ("profile", 3, "other", 1)
+    assert profile.mean["paper/shared/scale"] == pytest.approx(0.4)
+    assert profile.std["wide/exclusive/floor_hue"] == pytest.approx(np.std([0.2, 0.4, 0.6], ddof=1))
+    assert profile.mean["paper/exclusive/distance_to_ideal"] == pytest.approx(2.4)
+    assert other.std["paper/shared/scale"] == 0.0
+    assert profile.params == {"width": 16}  # seed differs between runs, so it is not a shared param
+
+
+def test_runs_missing_a_figure_are_left_out():
+    incomplete = studies.Run("profile-seed9", {"seed": 9}, {"shared": {"scale": 1.0}})
+    (s,) = studies.summarise([_run("profile-seed0", 0.5), incomplete])
+    assert s.runs == ("profile-seed0",)
+
+
+def test_a_run_whose_seed_contradicts_its_name_is_refused():
+    with pytest.raises(DismiError, match=r"experiment profile-seed1 ran with seed=0, not 1: .* -S seed=1"):
+        studies.summarise([studies.Run("profile-seed1", {"seed": 0}, _metrics(0.5))])
+
+
+def test_lambda_curve_sorts_the_lambda_groups_by_their_value():
+    runs = [_run("lambda-0.05-seed0", 0.3, lambda_adv=0.05), _run("lambda-0-seed0", 0.9, lambda_adv=0.0),
+            _run("lambda-0-seed1", 0.7, lambda_adv=0.0), _run("profile-seed0", 0.5, lambda_adv=0.01)]
+    curve = studies.lambda_curve(studies.summarise(runs))
+    assert [s.group for s in curve] == ["lambda-0", "lambda-0.05"]
+    assert curve[0].mean["paper/exclusive/floor_hue"] == pytest.approx(0.8)
+
+
+def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
+    runs = [_run("ablation-gamma0-seed0", 0.3, gamma=0.0, switched=True),
+            _run("profile-seed0", 0.5, gamma=0.1, switched=True)]
+    md = studies.ablation_table(studies.summarise(runs), "profile")
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| group")]
+    assert rows[0].startswith("| profile (baseline) | 1 | True | 0.1 |")
+    assert rows[1].startswith("| ablation-gamma0 | 1 | True | 0.0 |")
+    assert "| 30.0 ± 0.0 |" in rows[1]
+
+
+def _row(name, seed, value, **params):
+    """One row as `dvc.api.exp_show()` gives it: flat columns, nested metric keys joined by dots."""
+    flat = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            walk(f"{prefix}{k}.", v) if isinstance(v, dict) else flat.__setitem__(f"{prefix}{k}", v)
+
+    walk("", _metrics(value))
+    return {"Experiment": name, "rev": "abc1234", "typ": "branch_commit", "Created": "2026-11-28T18:00:00",
+            "parent": None, "State": "Success", "Executor": None, **flat, "seed": seed, **params,
+            "metrics/train_shared/metrics.json:step": 30, "metrics/train_exclusive/metrics.json:step": 30}
+
+
+def test_runs_from_exp_show_skip_workspace_and_unnamed_rows():
+    rows = [{**_row(None, 0, 0.5), "rev": "workspace", "typ": "baseline"}, {**_row(None, 0, 0.5), "rev": "master"},
+            _row("profile-seed1", 1, 0.25, lambda_adv=0.01)]
+    (run,) = runs_from_exp_show(rows)
+    assert run.name == "profile-seed1" and run.params["seed"] == 1 and run.params["lambda_adv"] == 0.01
+    assert run.metrics["paper_probe"]["exclusive"]["scale"] == 0.25
+    assert "step" not in run.params  # file-prefixed columns belong to other files
+
+
+def test_results_cli_writes_tables_and_figures(tmp_path):
+    rows = [_row(f"profile-seed{k}", k, 0.2 * (k + 1), lambda_adv=0.01) for k in range(3)]
+    rows += [_row(f"lambda-0.05-seed{k}", k, 0.5, lambda_adv=0.05) for k in range(2)]
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    r = CliRunner().invoke(app, ["results", "--out", str(tmp_path / "res"), "--json", str(tmp_path / "rows.json")])
+    assert r.exit_code == 0, r.output
+    assert "2 group(s) over 5 run(s)" in r.output
+    summary = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert summary[0]["group"] == "profile" and summary[0]["mean"]["paper/shared/scale"] == pytest.approx(0.4)
+    assert "| scale | 40.0 ± 20.0 |" in (tmp_path / "res" / "results.md").read_text()
+    for png in ("accuracy_seeds.png", "lambda_adv_paper.png", "lambda_adv_wide.png"):
+        assert (tmp_path / "res" / png).stat().st_size > 1000
+
+
+def test_results_without_usable_runs_fails_clearly(tmp_path):
+    (tmp_path / "rows.json").write_text("[]")
+    r = CliRunner().invoke(app, ["results", "--out", str(tmp_path / "res"), "--json", str(tmp_path / "rows.json")])
+    assert isinstance(r.exception, DismiError) and "no experiment has every figure" in str(r.exception)
+    assert not (tmp_path / "res").exists()

@@ -1,7 +1,8 @@
 """The networks of the report's Tables I-V: encoder, statistics networks, discriminator, classifier.
 
 Sizes the report leaves out follow the earlier implementations at the paper's base width 64
-(SPEC.md) and scale with `width`, so a reduced `width` shrinks every network, not just the encoder.
+(docs/facts.md, "Networks") and scale with `width`, so a reduced `width` shrinks every network, not
+just the encoder.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The Shapes3D file contract: one validator for the official HDF5 layout, and a chunk-aware image reader.
 
-Layout (SPEC.md): `images` (N, 64, 64, 3) uint8 and `labels` (N, 6) float64 factor values, rows in
-strictly increasing official index (orientation fastest). A reduced grid, a subset of each factor's
-values, is valid too. The real file holds 480,000 images (5.9 GB uncompressed), so nothing here loads
-all images.
+Layout (docs/facts.md, "Dataset"): `images` (N, 64, 64, 3) uint8 and `labels` (N, 6) float64 factor
+values, rows in strictly increasing official index (orientation fastest). A reduced grid, a subset of
+each factor's values, is valid too. The real file holds 480,000 images (5.9 GB uncompressed), so
+nothing here loads all images.
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The two training stages (report Sec. III): models, the training loop, checkpoints, model files.
+"""The training loop of both stages (report Sec. III): trainers, device-resident pairs, checkpoints, model files.
+
+The objectives they minimise (eq. 5-10) are dismi.objectives' SharedModel and ExclusiveModel.
 
 The loop keeps everything on the device: the split's images live there as uint8, batches and
 negatives are drawn there by index from seeded device generators, loss terms are summed there,
@@ -15,10 +17,10 @@ from torch import nn
 
 from dismi import losses
 from dismi.errors import DismiError
-from dismi.factors import FACTORS, SIZES
+from dismi.factors import FACTORS
 from dismi.files import atomic_write
-from dismi.networks import (PROBES, Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics,
-                            probe_hidden, seeded, to_input)
+from dismi.networks import Encoder, GlobalStatistics, LocalStatistics, seeded, to_input
+from dismi.objectives import ExclusiveModel, SharedModel
 from dismi.pairfile import TEST, TRAIN, PairData
 
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
@@ -39,8 +41,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save through dismi.files.atomic_write: a crash never leaves a complete-looking file."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through dismi.files.atomic_write: a crash never leaves a complete-looking file.
+
+    Saved through a file object: given a path, torch names the archive after the (temporary, per
+    process) file, so the same weights would hash differently on every save and DVC would see a
+    changed model.
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -129,79 +140,6 @@ class DevicePairs:
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.randint(len(self.images), (n,), generator=generator, device=self.images.device)
         return self.images[rows], self.classes[rows]
-
-
-# --------------------------------------------------------------------------- models
-
-def _classifiers(dim: int) -> nn.ModuleDict:
-    """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide)."""
-    return nn.ModuleDict({probe: nn.ModuleList(Classifier(dim, n, hidden=probe_hidden(probe, n)) for n in SIZES)
-                          for probe in PROBES})
-
-
-def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
-    rep = rep.detach()
-    return torch.stack([losses.classifier_loss(clf(rep), classes[:, f])
-                        for heads in classifiers.values() for f, clf in enumerate(heads)]).mean()
-
-
-class SharedModel(nn.Module):
-    """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
-    classifiers. One set for X and Y, as the paper does for Shapes3D."""
-
-    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool,
-                 l1_reduce: str = "mean"):
-        super().__init__()
-        if l1_reduce not in losses.L1_REDUCTIONS:
-            raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
-        self.alpha, self.beta, self.gamma, self.switched, self.l1_reduce = alpha, beta, gamma, switched, l1_reduce
-        self.encoder = Encoder(width, dim)
-        self.global_net = GlobalStatistics(8 * width, dim, width)
-        self.local_net = LocalStatistics(8 * width, dim, width)
-        self.classifiers = _classifiers(dim)
-
-    def forward(self, x: torch.Tensor, classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
-        s, fmap = self.encoder(x)  # (2B, dim), (2B, 8w, 5, 5)
-        z = losses.partner(s, self.switched)
-        mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
-        mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
-        l1 = losses.l1_distance(*s.chunk(2), reduce=self.l1_reduce)
-        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
-                "global": mi_global, "local": mi_local, "l1": l1,
-                "classifier": _classifiers_loss(self.classifiers, s, classes)}
-
-
-class ExclusiveModel(nn.Module):
-    """Exclusive stage (eq. 8-10): the exclusive encoder, statistics networks scoring
-    (C_sh ++ C_ex, R = S ++ E), the discriminator D(S, E), the online classifiers on E.
-    The frozen shared encoder is not part of it: it is an input, never trained or saved here."""
-
-    def __init__(self, shared_width: int, shared_dim: int, width: int, dim: int, *,
-                 alpha: float, beta: float, lambda_adv: float):
-        super().__init__()
-        self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
-        channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
-        self.encoder = Encoder(width, dim)
-        self.global_net = GlobalStatistics(channels, rep_dim, width)
-        self.local_net = LocalStatistics(channels, rep_dim, width)
-        self.discriminator = Discriminator(shared_dim, dim)
-        self.classifiers = _classifiers(dim)
-
-    def discriminator_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> torch.Tensor:
-        """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
-        return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
-
-    def forward(self, s: torch.Tensor, fmap_sh: torch.Tensor, e: torch.Tensor, fmap_ex: torch.Tensor,
-                classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
-        r = torch.cat([s, e], dim=1)                  # (2B, shared_dim + dim)
-        fmap = torch.cat([fmap_sh, fmap_ex], dim=1)   # (2B, 8w_sh + 8w, 5, 5)
-        mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
-        mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
-        adv = losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
-        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
-                "global": mi_global, "local": mi_local, "adv_encoder": adv,
-                "classifier": _classifiers_loss(self.classifiers, e, classes)}
 
 
 # --------------------------------------------------------------------------- trainers

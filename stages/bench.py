@@ -3,7 +3,8 @@
 The loop is the real one (`Trainer.run`: batch drawn on the device, step with optimizer updates,
 loss terms kept on the device); the bare figure is the same step on one fixed batch without the
 optimizers. Their gap is the loop's overhead. Random images: speed does not depend on content.
-The per-`log_every` read-back and test-batch accuracy are not in either figure.
+The per-`log_every` read-back and test-batch accuracy are not in either figure. Weights and learning
+rates are the declared defaults of stages/params.py (the report's).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import typer
 from dismi import training
 from dismi.factors import SIZES
 from dismi.pairfile import TRAIN, PairData
+from stages import params as P
 
 
 def _random_pairs(n_pairs: int, seed: int = 0) -> PairData:
@@ -78,11 +80,11 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
     typer.echo(f"device {dev}{threads}; width {width}, dims {dim}, batch {batch} pairs; "
                f"best of {rounds} rounds of {iters} iterations, after {warmup}{'; compiled' if compile else ''}")
-    shared = training.SharedTrainer(width=width, dim=dim, alpha=0.5, beta=1.0, gamma=0.1, switched=True,
-                                    lr=1e-4, seed=seed, device=dev, compile=compile)
+    sizes = {"width": width, "dim": dim, "seed": seed}
+    shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev, compile=compile)
     typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9}")
     _report("shared", shared, data, batch, iters, warmup, rounds)
     # Built after the shared figures: it freezes the encoder it is given.
-    exclusive = training.ExclusiveTrainer(shared=shared.model.encoder, width=width, dim=dim, alpha=0.5, beta=1.0,
-                                          lambda_adv=0.01, lr=1e-3, seed=seed, device=dev, compile=compile)
+    exclusive = training.ExclusiveTrainer(shared=shared.model.encoder, device=dev, compile=compile,
+                                          **P.TrainExclusive.defaults(**sizes).trainer_args())
     _report("exclusive", exclusive, data, batch, iters, warmup, rounds)

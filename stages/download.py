@@ -26,16 +26,16 @@ def _local_file(url: str) -> Path | None:
 def main(out: Path = typer.Option(..., help="Shapes3D HDF5 file to write."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
     # Params first: a file:// URL names an input that the guard must not delete.
-    p = P.load(params, ["dataset", "shapes3d_url", "synthetic_grid"])
+    cfg = P.Download.load(params)
     inputs = [params]
-    if p["dataset"] == "shapes3d" and (source := _local_file(p["shapes3d_url"])):
+    if cfg.dataset == "shapes3d" and (source := _local_file(cfg.url)):
         inputs.append(source)
     guard_outputs(inputs, [out])  # as under DVC: a failed run leaves no older file looking current
     try:
-        if p["dataset"] == "shapes3d":
-            download(p["shapes3d_url"], out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, ways_out=_WAYS_OUT)
+        if cfg.dataset == "shapes3d":
+            download(cfg.url, out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, ways_out=_WAYS_OUT)
         else:
-            render.write_synthetic(out, grid=p["synthetic_grid"])
+            render.write_synthetic(out, grid=cfg.grid)
         classes = validate_file(out)
     except BaseException:
         out.unlink(missing_ok=True)  # an interrupted render or a file off the contract must not look done

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,8 @@ from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.networks import encode
 from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
 from dismi.training import ONLINE_PREFIX, load_model, load_snapshots, resolve_device
-from stages import params as params_mod
+from stages import params as P
 
-KEYS = ("seed", "probe_epochs", "probe_lr", "probe_batch_size", "retrieval_k", "retrieval_queries", "device")
 N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
 
 
@@ -85,10 +85,9 @@ def main(
     # A failed run must not leave older results looking current.
     guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params],
                   [metrics, table, retrieval, curves])
-    p = params_mod.load(params, KEYS)
-    device = resolve_device(p["device"])
-    settings = EvalSettings(p["seed"], p["probe_epochs"], p["probe_lr"], p["probe_batch_size"],
-                            p["retrieval_k"], p["retrieval_queries"], str(device))
+    cfg = P.Evaluate.load(params)
+    device = resolve_device(cfg.device)
+    settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
     online = {probe: {rep: _online(path, rep, probe) for rep, path in
                       (("shared", online_shared), ("exclusive", online_exclusive))} for probe in ("wide", "paper")}
     data = load_pairs(pairs)

@@ -17,9 +17,9 @@ def main(data: Path = typer.Option(..., help="Shapes3D HDF5 file (output of the 
          out: Path = typer.Option(..., help="Pairs HDF5 file to write."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
     guard_outputs([data, params], [out])  # as under DVC: a failed run leaves no older file looking current
-    p = P.load(params, ["n_pairs", "test_fraction", "split_seed"])
+    cfg = P.Pairs.load(params)
     classes = validate_file(data)
-    pairs = pair_data(data, classes, p["n_pairs"], p["test_fraction"], p["split_seed"])
+    pairs = pair_data(data, classes, cfg.n_pairs, cfg.test_fraction, cfg.seed)
     write_pairs(out, pairs)
     n_test = int(np.sum(pairs.split == TEST))
     typer.echo(f"{out}: {len(pairs.x)} pairs ({n_test} test) over {len(pairs.images)} images")

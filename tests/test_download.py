@@ -12,7 +12,7 @@ from conftest import params_file, run_stage
 from dismi.download import download
 from dismi.errors import DismiError
 from dismi.files import file_sha256
-from dismi.render import GRIDS
+from dismi.compose import GRIDS
 from dismi.shapes3d import validate_file
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dismi import losses
-from dismi.training import ExclusiveModel, SharedModel
+from dismi.objectives import ExclusiveModel, SharedModel
 
 torch.set_num_threads(1)
 LN2 = math.log(2)

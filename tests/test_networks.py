@@ -7,7 +7,7 @@ from torch import nn
 from dismi.errors import DismiError
 from dismi.networks import (Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, encode, seeded,
                             to_input)
-from dismi.training import ExclusiveModel, SharedModel
+from dismi.objectives import ExclusiveModel, SharedModel
 
 torch.set_num_threads(1)
 

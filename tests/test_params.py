@@ -1,10 +1,18 @@
 """params.yaml at the boundary: every knob validated, one clear line for a bad value."""
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
+from dismi import training
+from dismi.download import download
 from dismi.errors import DismiError
+from dismi.evaluation import EvalSettings
+from dismi.pairs import pair_data
+from dismi.render import write_synthetic
 from stages import params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +85,57 @@ def test_missing_key_and_missing_file(tmp_path):
         params.load(f, ["gamma"])
     with pytest.raises(DismiError, match="not found"):
         params.load(tmp_path / "nope.yaml", ["seed"])
+
+
+# --------------------------------------------------------------------------- the declaration
+
+def test_each_knob_is_declared_once():
+    # A knob that several stages read is one field of a base class their configs share, not a copy.
+    declared: dict[str, set[int]] = {}
+    for config in params.CONFIGS:
+        for k in config.knobs().values():
+            declared.setdefault(k.key, set()).add(id(k))
+    assert {key: len(ids) for key, ids in declared.items()} == {key: 1 for key in params.KNOBS}
+
+
+@pytest.mark.parametrize("config", params.CONFIGS, ids=lambda c: c.__name__)
+def test_a_fields_type_is_its_knobs_type_and_its_default_is_allowed(config):
+    hints = typing.get_type_hints(config)
+    for name, k in config.knobs().items():
+        assert hints[name] is k.kind and k.kind in (bool, int, float, str), f"{config.__name__}.{name}"
+        assert k.check(k.default), f"{k.key}'s default {k.default!r} is not {k.allowed}"
+        assert k.meaning and k.allowed and "\n" not in k.meaning + k.allowed + k.symbol
+
+
+def _arguments(fn, *left_out) -> set[str]:
+    return set(inspect.signature(fn).parameters) - {"self", *left_out}
+
+
+def test_config_fields_are_the_library_argument_names():
+    # Every trainer and loop argument a user can set is a knob, under the library's own name.
+    assert set(params.TrainShared.defaults().trainer_args()) == _arguments(training.SharedTrainer, "device",
+                                                                            "compile")
+    assert set(params.TrainExclusive.defaults().trainer_args()) == _arguments(training.ExclusiveTrainer, "shared",
+                                                                               "device", "compile")
+    for config in (params.TrainShared, params.TrainExclusive):
+        assert set(config.defaults().fit_args()) == _arguments(training.Trainer.fit, "data", "log", "save")
+    assert set(params.Evaluate.knobs()) == {f.name for f in dataclasses.fields(EvalSettings)}
+    assert set(params.Pairs.knobs()) <= _arguments(pair_data)
+    assert "url" in _arguments(download) and "grid" in _arguments(write_synthetic)
+
+
+def test_a_params_file_of_the_declared_defaults_loads_as_each_configs_defaults(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump({key: k.default for key, k in params.KNOBS.items()}))
+    for config in params.CONFIGS:
+        assert config.load(f) == config.defaults()
+        assert config.load(f).params() == {key: params.KNOBS[key].default for key in config.keys()}
+
+
+def test_a_config_reads_its_flat_keys_into_the_librarys_names(tmp_path):
+    f = _write(tmp_path, alpha_sh=0.3, alpha_ex=0.7, shared_dim=5, iters_sh=9)
+    cfg = params.TrainShared.load(f)
+    assert (cfg.alpha, cfg.dim, cfg.iters) == (0.3, 5, 9) and cfg.params()["alpha_sh"] == 0.3
+    assert params.TrainExclusive.load(f).alpha == 0.7
+    with pytest.raises(DismiError, match="param alpha_sh=-1 is not allowed"):
+        params.TrainShared.load(_write(tmp_path, alpha_sh=-1))

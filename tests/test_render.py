@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from dismi import render as R
+from dismi.compose import GRIDS, make_grid, render
 from dismi.factors import FACTORS, SIZES, VALUES, classes_to_values, index_to_classes, values_to_classes
-from dismi.render import GRIDS, make_grid, render, write_synthetic
+from dismi.raytrace import SKY_RGB
+from dismi.render import write_synthetic
 from dismi.shapes3d import read_images, validate_file
 
 TINY = make_grid([[0, 5], [2, 7], [1, 8], [0, 7], [0, 1, 2, 3], [0, 7, 14]])  # 2x2x2x2x4x3 = 192 images
@@ -141,7 +143,7 @@ def test_each_hue_colours_its_region_with_a_saturated_colour(factor, pixel):
 
 def test_sky_band_is_light_blue_everywhere():
     images = render(TINY)
-    np.testing.assert_array_equal(images[:, :4].reshape(-1, 3), np.broadcast_to(R.SKY_RGB, (len(TINY) * 4 * 64, 3)))
+    np.testing.assert_array_equal(images[:, :4].reshape(-1, 3), np.broadcast_to(SKY_RGB, (len(TINY) * 4 * 64, 3)))
 
 
 def test_shadow_darkens_the_floor():

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY, params_file, tiny_pairs
 from dismi import losses, training
+from dismi.networks import Encoder, seeded
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import file_sha256
@@ -219,3 +220,11 @@ def test_unreadable_model_file_and_missing_cuda_are_one_line_errors(tmp_path):
         with pytest.raises(DismiError, match="no CUDA device"):
             training.resolve_device("cuda")
     assert training.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_the_same_weights_give_the_same_model_file_bytes(tmp_path):
+    # DVC hashes model files: a save that embeds its temporary name would look like a new model.
+    encoder = seeded(lambda: Encoder(width=2, out_dim=4), torch.Generator().manual_seed(0))
+    for name in ("a.pt", "b.pt"):
+        training.save_model(tmp_path / name, encoder, "shared", {"width": 2}, "sha", iteration=3)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -1,0 +1,86 @@
+"""The objectives of the report's eq. 5-10: the modules whose forward computes each stage's loss terms.
+
+Eq. 5-7 (shared stage) is `SharedModel.forward`; eq. 8-10 (exclusive stage) is `ExclusiveModel.forward`
+with `ExclusiveModel.discriminator_loss`. The terms themselves (eq. 2's estimator, eq. 6's L1, the
+adversarial losses) are in dismi.losses; the loop that minimises them is in dismi.training. The
+equations: docs/facts.md, "Losses".
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dismi import losses
+from dismi.factors import SIZES
+from dismi.networks import PROBES, Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, probe_hidden
+
+
+def _classifiers(dim: int) -> nn.ModuleDict:
+    """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide)."""
+    return nn.ModuleDict({probe: nn.ModuleList(Classifier(dim, n, hidden=probe_hidden(probe, n)) for n in SIZES)
+                          for probe in PROBES})
+
+
+def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
+    rep = rep.detach()
+    return torch.stack([losses.classifier_loss(clf(rep), classes[:, f])
+                        for heads in classifiers.values() for f, clf in enumerate(heads)]).mean()
+
+
+class SharedModel(nn.Module):
+    """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
+    classifiers. One set for X and Y, as the paper does for Shapes3D."""
+
+    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool,
+                 l1_reduce: str = "mean"):
+        super().__init__()
+        if l1_reduce not in losses.L1_REDUCTIONS:
+            raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
+        self.alpha, self.beta, self.gamma, self.switched, self.l1_reduce = alpha, beta, gamma, switched, l1_reduce
+        self.encoder = Encoder(width, dim)
+        self.global_net = GlobalStatistics(8 * width, dim, width)
+        self.local_net = LocalStatistics(8 * width, dim, width)
+        self.classifiers = _classifiers(dim)
+
+    def forward(self, x: torch.Tensor, classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
+        s, fmap = self.encoder(x)  # (2B, dim), (2B, 8w, 5, 5)
+        z = losses.partner(s, self.switched)
+        mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
+        mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
+        l1 = losses.l1_distance(*s.chunk(2), reduce=self.l1_reduce)
+        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
+                "global": mi_global, "local": mi_local, "l1": l1,
+                "classifier": _classifiers_loss(self.classifiers, s, classes)}
+
+
+class ExclusiveModel(nn.Module):
+    """Exclusive stage (eq. 8-10): the exclusive encoder, statistics networks scoring
+    (C_sh ++ C_ex, R = S ++ E), the discriminator D(S, E), the online classifiers on E.
+    The frozen shared encoder is not part of it: it is an input, never trained or saved here."""
+
+    def __init__(self, shared_width: int, shared_dim: int, width: int, dim: int, *,
+                 alpha: float, beta: float, lambda_adv: float):
+        super().__init__()
+        self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
+        channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
+        self.encoder = Encoder(width, dim)
+        self.global_net = GlobalStatistics(channels, rep_dim, width)
+        self.local_net = LocalStatistics(channels, rep_dim, width)
+        self.discriminator = Discriminator(shared_dim, dim)
+        self.classifiers = _classifiers(dim)
+
+    def discriminator_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> torch.Tensor:
+        """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
+        return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
+
+    def forward(self, s: torch.Tensor, fmap_sh: torch.Tensor, e: torch.Tensor, fmap_ex: torch.Tensor,
+                classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
+        r = torch.cat([s, e], dim=1)                  # (2B, shared_dim + dim)
+        fmap = torch.cat([fmap_sh, fmap_ex], dim=1)   # (2B, 8w_sh + 8w, 5, 5)
+        mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
+        mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
+        adv = losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
+        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
+                "global": mi_global, "local": mi_local, "adv_encoder": adv,
+                "classifier": _classifiers_loss(self.classifiers, e, classes)}

@@ -3,10 +3,17 @@
 Bytes land in `<dest>.part` beside the destination. A failed or interrupted run keeps them there, and the
 next run asks the server for the rest with an HTTP Range request; only a verified file is renamed to
 `dest`, so nothing at `dest` ever looks complete without being so.
+
+`fetch_cached` keeps the verified file in a per-user cache outside the repository (DISMI_CACHE, else
+$XDG_CACHE_HOME/dismi, else ~/.cache/dismi; as pooch and TFDS do) and links (else copies) it to the
+destination, so a rerun of the download stage after a code edit takes seconds and no network. A
+sidecar `<file>.verified` records the hash it was verified against with the file's size and mtime;
+while they match, the file is not hashed again.
 """
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import time
@@ -19,7 +26,9 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from dismi.errors import DismiError
-from dismi.files import file_sha256
+from dismi.files import file_sha256, link_or_copy, write_text_atomic
+
+CACHE_ENV = "DISMI_CACHE"
 
 _CHUNK = 1 << 20
 # Server answers worth retrying; any other HTTP error (404, 403, ...) will not fix itself.
@@ -72,6 +81,49 @@ def download(url: str, dest: str | Path, *, size: int, sha256: str, retries: int
                          f"rerun to download it again, or check the URL")
     os.replace(part, dest)
     return dest
+
+
+def cache_dir() -> Path:
+    """The per-user download cache: DISMI_CACHE, else $XDG_CACHE_HOME/dismi, else ~/.cache/dismi."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dismi"
+
+
+def _verified(path: Path, size: int, sha256: str) -> bool:
+    """Whether `path` is the file with `size` bytes and `sha256`: the sidecar's word while the file's
+    size and mtime are what it recorded, else a full hash (which then writes the sidecar)."""
+    sidecar = path.with_name(path.name + ".verified")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    stamp = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    try:
+        if json.loads(sidecar.read_text()) == stamp and st.st_size == size:
+            return True
+    except (OSError, ValueError):
+        pass
+    if st.st_size != size or file_sha256(path) != sha256:
+        return False
+    write_text_atomic(sidecar, json.dumps(stamp) + "\n")
+    return True
+
+
+def fetch_cached(url: str, dest: str | Path, *, size: int, sha256: str, name: str, cache: Path | None = None,
+                 **kwargs) -> tuple[Path, str]:
+    """`dest` as a link (else a copy) of the verified `<cache>/<name>`, downloaded there first (with
+    `download`'s resume and checks; `kwargs` are its options) when missing or not the expected file.
+    -> (the cached file, how `dest` was made: "linked" or "copied")."""
+    cache = cache or cache_dir()
+    cached = cache / name
+    if not _verified(cached, size, sha256):
+        cached.unlink(missing_ok=True)  # not the file we want (a partial download is <name>.part)
+        download(url, cached, size=size, sha256=sha256, **kwargs)
+        st = cached.stat()  # verified by download: record it so the next run does not hash it again
+        write_text_atomic(cached.with_name(name + ".verified"),
+                          json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}) + "\n")
+    return cached, link_or_copy(cached, dest)
 
 
 def _give_up(url: str, part: Path, size: int, e: Exception, ways_out: str) -> str:

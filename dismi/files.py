@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -38,6 +39,23 @@ def atomic_write(path: str | Path, writer: Callable[[Path], Any]) -> Path:
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def link_or_copy(src: str | Path, dest: str | Path) -> str:
+    """Put `src` at `dest` as a hard link, else (another file system, no links) as a copy; atomic.
+    -> "linked" or "copied". Nothing may write into `dest` in place afterwards: it may be `src`."""
+    how = "linked"
+
+    def write(tmp: Path) -> None:
+        nonlocal how
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            how = "copied"
+
+    atomic_write(dest, write)
+    return how
 
 
 def file_sha256(path: str | Path) -> str:

@@ -111,7 +111,8 @@ def retrieval_grid(queries: np.ndarray, neighbours: Mapping[str, np.ndarray]) ->
 
 
 def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
-    """Training losses of both stages: `curves[stage][loss name]` is (steps, value)."""
+    """Training losses of both stages: `curves[stage][logged name]` is (steps, value); the names as
+    dvclive logs them (loss/total, mi/global, ...)."""
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     titles = {"shared": "Shared stage (eq. 5-7)", "exclusive": "Exclusive stage (eq. 8-10)"}
     for ax, (stage, per_loss) in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves.items()):
@@ -121,7 +122,8 @@ def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
         ax.set_xlabel("training iteration")
         ax.set_ylabel("value as logged (MI estimates in nats)")
         ax.legend(fontsize=8)
-    fig.suptitle("Training losses: total is minimised; global and local are the JSD MI estimates it maximises")
+    fig.suptitle("Training losses: loss/total is minimised; mi/global and mi/local are the JSD MI estimates "
+                 "it maximises")
     return fig
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dismi import losses
+from dismi import devices, losses
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import atomic_write
@@ -27,12 +27,22 @@ EVAL_IMAGES = 512  # test images per online-accuracy measurement
 MODEL_KINDS = ("shared", "exclusive")
 # dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's
 ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper"}
+# The logged name of each loss term: the eq. 2 MI estimates are maximised, so they are not "loss/"
+MAXIMISED = ("global", "local")
+
+
+def logged_name(term: str) -> str:
+    """dvclive name of a trainer's term: mi/global, mi/local (maximised); loss/<term> (the rest)."""
+    return f"mi/{term}" if term in MAXIMISED else f"loss/{term}"
 
 
 # --------------------------------------------------------------------------- device, files
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when present, else cpu; an explicit cuda without a GPU is an error."""
+    """'auto' -> cuda when present, else cpu; an explicit cuda without a GPU is an error.
+
+    A stage claims its device with dismi.devices.claim instead, so that concurrent runs spread over
+    the GPUs; this is for one-off tools (bench)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -59,17 +69,22 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data_sha256: str, *,
-               iteration: int | None = None, snapshots: dict[int, dict] | None = None, **extra: Any) -> None:
+               iteration: int | None = None, snapshots: dict[int, dict] | None = None,
+               device: str | torch.device | None = None, **extra: Any) -> None:
     """Final weights of one encoder with what they were trained with; loadable with weights_only=True.
 
     `snapshots` (iteration -> weights) are earlier states of the same encoder, for learning curves.
+    The file records the device it was trained on (`device`, default: where the encoder's weights
+    are), its model name (`device_name`) and the torch version (`torch_version`).
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
     _atomic_save({"kind": kind, "config": {"width": encoder.width, "out_dim": encoder.out_dim},
                   "state_dict": _cpu_state(encoder), "params": dict(params), "data_sha256": data_sha256,
                   "iteration": iteration, "snapshots": {str(i): w for i, w in (snapshots or {}).items()},
-                  **extra}, path)
+                  "device": device.type, "device_name": devices.describe(device),
+                  "torch_version": str(torch.__version__), **extra}, path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Encoder, dict]:
@@ -239,14 +254,14 @@ class Trainer:
         if bad:
             # `total` is the sum of the others: name the term that went first.
             it, _, name = min((it, name == "total", name) for it, name in bad)
-            raise DismiError(f"loss/{name} became nan or inf at iteration {it}: lower the learning rate "
+            raise DismiError(f"{logged_name(name)} became nan or inf at iteration {it}: lower the learning rate "
                              "or the weights (the last good checkpoint is kept)")
 
     def _mean_terms(self) -> dict[str, float]:
         means = (self.sums / self.count).tolist()
         self.sums.zero_()
         self.count = 0
-        return {f"loss/{name}": m for name, m in zip(self.terms, means)}
+        return {logged_name(name): m for name, m in zip(self.terms, means)}
 
     @torch.no_grad()
     def online_accuracy(self, test: DevicePairs) -> dict[str, float]:

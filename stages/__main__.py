@@ -1,10 +1,10 @@
-"""`python -m stages COMMAND`: the six DVC stages, plus the bench and sweep helpers."""
+"""`python -m stages COMMAND`: the six DVC stages, plus the bench, results and knobs helpers."""
 import sys
 
 import typer
 
 from dismi.errors import DismiError
-from stages import bench, download, evaluate, pairs, plot, results, train_exclusive, train_shared
+from stages import bench, download, evaluate, knobs, pairs, plot, results, train_exclusive, train_shared
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="dismi pipeline stages (run them through `dvc repro`).")
@@ -17,6 +17,7 @@ app.command("plot", help="Stage 6: PNG figures under metrics/plots.")(plot.main)
 app.command("bench", help="Not a stage: iterations/s of both training loops vs bare forward+backward.")(bench.main)
 app.command("results", help="Not a stage: mean ± std over seeds, lambda_adv curve, ablations, from DVC experiments "
                               "named <group>-seed<k>.")(results.main)
+app.command("knobs", help="Not a stage: every param with its paper symbol, value, report default and meaning.")(knobs.main)
 
 
 def main() -> None:

@@ -1,71 +1,108 @@
-"""Not a stage: the driver both training stages share (guarded outputs, resume, dvclive, progress, model file).
+"""Not a stage: the driver both training stages share (guarded outputs, device claim, resume, dvclive,
+progress, model file).
 
 Logged with dvclive every `log_every` iterations (means over the interval): loss/total (the minimised
-objective), loss/global and loss/local (the eq. 2 MI estimates, X and Y summed: from -4 ln 2 when
-nothing is learnt up to 0), the stage's own terms (loss/l1; loss/adv_encoder, loss/adv_discriminator),
-loss/classifier, and acc/<representation>/<factor>, the online classifiers' accuracy on test images.
+objective), mi/global and mi/local (the eq. 2 MI estimates it maximises, X and Y summed: from -4 ln 2
+when nothing is learnt up to 0), the stage's own terms (loss/l1; loss/adv_encoder,
+loss/adv_discriminator), loss/classifier, and acc/<representation>/<factor>, the online classifiers'
+accuracy on test images.
+
+Checkpoints are not DVC outputs. They live in a git-ignored directory that dvc.yaml does not list
+(--checkpoints), one file per fingerprint: the params that change results, the pairs file's (and the
+shared model's) SHA-256, the device kind, the networks' shapes and the SHA-256 of the stage's code (its
+import closure in dismi/ and stages/, dismi.sources). So DVC's run-cache stays on (a `persist: true`
+output switches it off): a configuration trained before is restored from the cache, not retrained, and
+a queue of experiments that differ only downstream trains the stage once. A killed run resumes from its
+checkpoint when rerun with the same fingerprint, and only then: after a code edit it starts fresh. The
+checkpoint also carries the dvclive directory as it was at its iteration, because DVC deletes a stage's
+(non-persist) outputs before rerunning it; it is deleted once the model file is written.
 """
 from __future__ import annotations
 
-import csv
+import hashlib
+import json
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import torch
 import typer
 from dvclive import Live
 
-from dismi import training
-from dismi.files import file_sha256, guard_outputs
+from dismi import devices, sources, training
+from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.pairfile import PairData, load_pairs
 from stages import params as P
 
 T = TypeVar("T", P.TrainShared, P.TrainExclusive)
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the stage's code: its import closure under here
+CODE_PACKAGES = ("dismi", "stages")
 
 
-def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path, checkpoint: Path,
-          live: Path) -> tuple[T, torch.device, PairData, str]:
-    """Guard the outputs, read the stage's config, load the pairs -> (config, device, pairs, pairs' SHA-256)."""
-    # A failed run must not leave an older model looking current; the checkpoint and log are kept.
-    guard_outputs([pairs, *inputs, params], [model], kept=[checkpoint, live])
+@contextmanager
+def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path, checkpoints: Path,
+          live: Path) -> Iterator[tuple[T, torch.device, PairData, str]]:
+    """Guard the outputs, read the stage's config, claim a device (dismi.devices) and this run's share of
+    the cores, load the pairs -> (config, device, pairs, pairs' SHA-256); the claim ends with the block."""
+    # A failed run must not leave an older model looking current; the checkpoints and log are kept.
+    guard_outputs([pairs, *inputs, params], [model], kept=[checkpoints, live])
     cfg = config.load(params)
-    device = training.resolve_device(cfg.device)
-    return cfg, device, load_pairs(pairs), file_sha256(pairs)
+    with devices.claim(cfg.device) as claim:
+        threads = claim.use()
+        typer.echo(f"device {claim.device} ({devices.describe(claim.device)}), {threads} CPU thread(s)")
+        yield cfg, claim.device, load_pairs(pairs), file_sha256(pairs)
 
 
-def _drop_rows_after(live: Path, step: int) -> None:
-    """Forget dvclive history logged after `step`: a killed run logged past its last checkpoint."""
-    for tsv in (live / "plots" / "metrics").rglob("*.tsv"):
-        with open(tsv, newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-        if not rows:  # killed before dvclive wrote its header: let it start the file again
-            tsv.unlink()
-            continue
-        header, *body = rows
-        kept = [header] + [r for r in body if int(r[header.index("step")]) <= step]
-        with open(tsv, "w", newline="") as f:
-            csv.writer(f, delimiter="\t", lineterminator="\n").writerows(kept)
+def _live_files(live: Path) -> dict[str, str]:
+    """The dvclive directory as {relative path: text}: what a checkpoint carries."""
+    return {p.relative_to(live).as_posix(): p.read_text() for p in sorted(live.rglob("*")) if p.is_file()}
+
+
+def _restore_live(live: Path, files: dict[str, str]) -> None:
+    """Put the dvclive directory back as a checkpoint saw it: rows logged after it are forgotten, rows
+    DVC deleted before the rerun come back."""
+    shutil.rmtree(live, ignore_errors=True)
+    for rel, text in files.items():
+        write_text_atomic(live / rel, text)
+
+
+def fingerprint(trainer: training.Trainer, cfg: P.TrainShared | P.TrainExclusive, *, data_sha256: str,
+                module: str, **provenance: Any) -> dict:
+    """What a checkpoint must have been made with to be resumed: see the module docstring."""
+    # The params' device value is left out: the kind it resolved to is below, and auto and cuda agree.
+    p = {k: v for k, v in cfg.params().items() if k != "device"}
+    code = CODE_ROOT / (module.replace(".", "/") + ".py")
+    return {"params": p, "data_sha256": data_sha256, **provenance, "device": trainer.device.type,
+            "code_sha256": sources.sha256(code, CODE_ROOT, CODE_PACKAGES),
+            # the networks' shapes too, as a cheap check of what the code hash already covers
+            "shapes": {k: list(v.shape) for k, v in trainer.model.state_dict().items()}}
+
+
+def checkpoint_path(checkpoints: Path, representation: str, fp: dict) -> Path:
+    """checkpoints/<representation>-<16 hex digits of the fingerprint>.pt"""
+    key = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+    return checkpoints / f"{representation}-{key}.pt"
 
 
 def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.TrainExclusive, *, data_sha256: str,
-          model: Path, checkpoint: Path, live: Path, **provenance: Any) -> None:
-    """Resume from `checkpoint` when it was made with these params, data and networks, else start fresh;
+          model: Path, checkpoints: Path, live: Path, module: str, **provenance: Any) -> None:
+    """Resume from the checkpoint made with these params, data, code and networks, else start fresh;
     train to cfg.iters, logging to `live`; write the encoder to `model` with what it was trained with.
 
+    `module` names the stage's module (its __name__): the code whose hash joins the fingerprint.
     `provenance` (the shared model's SHA-256) joins the checkpoint's fingerprint and the model file.
     """
-    p = cfg.params()
-    fingerprint = {"params": p, "data_sha256": data_sha256, **provenance, "device": trainer.device.type,
-                   # The networks' shapes too: a checkpoint from code with other layer sizes cannot be resumed.
-                   "shapes": {k: list(v.shape) for k, v in trainer.model.state_dict().items()}}
-    state = training.load_checkpoint(checkpoint, fingerprint)
+    fp = fingerprint(trainer, cfg, data_sha256=data_sha256, module=module, **provenance)
+    checkpoint = checkpoint_path(checkpoints, trainer.representation, fp)
+    state = training.load_checkpoint(checkpoint, fp)
     if state is not None:
         trainer.load_state_dict(state)
-        _drop_rows_after(live, trainer.iteration)
+        _restore_live(live, state.get("live", {}))
         typer.echo(f"resuming from iteration {trainer.iteration} ({checkpoint})")
     else:
-        typer.echo(f"starting fresh: no checkpoint at {checkpoint} made with these params and data")
+        typer.echo(f"starting fresh: no checkpoint made with these params, data and code ({checkpoint})")
     logger = Live(dir=str(live), dvcyaml=None, save_dvc_exp=False, resume=state is not None)
     clock = [time.perf_counter(), trainer.iteration]
 
@@ -77,12 +114,18 @@ def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.Trai
         now = time.perf_counter()
         rate = (iteration - clock[1]) / (now - clock[0])
         clock[:] = [now, iteration]
+        threads = devices.share_cores()  # follow runs that started or ended since
         typer.echo(f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
-                   f"global {metrics['loss/global']:.4f}  local {metrics['loss/local']:.4f}  {rate:.1f} it/s")
+                   f"mi global {metrics['mi/global']:.4f}  mi local {metrics['mi/local']:.4f}  "
+                   f"{rate:.1f} it/s, {threads} thread(s)")
 
-    trainer.fit(data, **cfg.fit_args(), log=log, save=lambda s: training.save_checkpoint(checkpoint, s, fingerprint))
+    def save(s: dict) -> None:
+        training.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
+
+    trainer.fit(data, **cfg.fit_args(), log=log, save=save)
     logger.end()
     kind = trainer.representation
-    training.save_model(model, trainer.model.encoder, kind, p, data_sha256, iteration=trainer.iteration,
-                        snapshots=trainer.snapshots, **provenance)
+    training.save_model(model, trainer.model.encoder, kind, cfg.params(), data_sha256, iteration=trainer.iteration,
+                        snapshots=trainer.snapshots, device=trainer.device, **provenance)
+    checkpoint.unlink(missing_ok=True)  # the model file (and DVC's cache of it) is the result now
     typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations")

@@ -1,4 +1,9 @@
-"""Stage 1: get Shapes3D into one HDF5 file with the official layout, downloaded or rendered offline."""
+"""Stage 1: get Shapes3D into one HDF5 file with the official layout, downloaded or rendered offline.
+
+A download goes through the per-user cache (dismi.download.fetch_cached: DISMI_CACHE, else
+~/.cache/dismi): the verified file is linked (else copied) into place, so rerunning the stage after a code
+edit takes no network. A file:// URL is read directly (it is a local copy already).
+"""
 from __future__ import annotations
 
 import urllib.parse
@@ -8,7 +13,7 @@ from pathlib import Path
 import typer
 
 from dismi import render
-from dismi.download import download
+from dismi.download import download, fetch_cached
 from dismi.files import guard_outputs
 from dismi.shapes3d import SHAPES3D_SHA256, SHAPES3D_SIZE, validate_file
 from stages import params as P
@@ -28,16 +33,22 @@ def main(out: Path = typer.Option(..., help="Shapes3D HDF5 file to write."),
     # Params first: a file:// URL names an input that the guard must not delete.
     cfg = P.Download.load(params)
     inputs = [params]
-    if cfg.dataset == "shapes3d" and (source := _local_file(cfg.url)):
+    source = _local_file(cfg.url) if cfg.dataset == "shapes3d" else None
+    if source is not None:
         inputs.append(source)
     guard_outputs(inputs, [out])  # as under DVC: a failed run leaves no older file looking current
     try:
-        if cfg.dataset == "shapes3d":
+        how = ""
+        if cfg.dataset == "shapes3d" and source is not None:
             download(cfg.url, out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, ways_out=_WAYS_OUT)
+        elif cfg.dataset == "shapes3d":
+            cached, how = fetch_cached(cfg.url, out, size=SHAPES3D_SIZE, sha256=SHAPES3D_SHA256, name="3dshapes.h5",
+                                       ways_out=_WAYS_OUT)
+            how = f" ({how} from {cached})"
         else:
             render.write_synthetic(out, grid=cfg.grid)
         classes = validate_file(out)
     except BaseException:
         out.unlink(missing_ok=True)  # an interrupted render or a file off the contract must not look done
         raise
-    typer.echo(f"{out}: {len(classes)} images")
+    typer.echo(f"{out}: {len(classes)} images{how}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from dismi import devices
 from dismi.errors import DismiError
 from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, paper_probe_metric,
                               probe_metric, retrieval_examples, retrieval_metric)
@@ -15,7 +16,7 @@ from dismi.factors import FACTORS
 from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.networks import encode
 from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
-from dismi.training import ONLINE_PREFIX, load_model, load_snapshots, resolve_device
+from dismi.training import ONLINE_PREFIX, load_model, load_snapshots
 from stages import params as P
 
 N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
@@ -86,37 +87,40 @@ def main(
     guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params],
                   [metrics, table, retrieval, curves])
     cfg = P.Evaluate.load(params)
-    device = resolve_device(cfg.device)
-    settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
-    online = {probe: {rep: _online(path, rep, probe) for rep, path in
-                      (("shared", online_shared), ("exclusive", online_exclusive))} for probe in ("wide", "paper")}
-    data = load_pairs(pairs)
-    data_sha256 = file_sha256(pairs)
-    results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
-    rows: list[dict] = []
-    shown: dict[str, np.ndarray] = {}
-    for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
-        _check_model(load_model(model_path)[1], model_path, rep, data_sha256)
-        *earlier, (iteration, encoder) = load_snapshots(model_path, device)
-        codes = _codes(encoder, rep, data, str(device))
-        results["retrieval"][rep] = retrieval_metric(codes, settings)  # first: a bad retrieval_k fails fast
-        results[rep] = probe_metric(codes, settings)
-        results["paper_probe"][rep] = paper_probe_metric(codes, settings)
-        # Queries depend only on the seed and the test set, so S and E share them.
-        queries, shown[rep] = retrieval_examples(codes, settings, N_SHOWN)
-        # Held-out accuracy against training iterations, from the snapshots the model file carries.
-        for it, snap in earlier:
-            snap_codes = _codes(snap, rep, data, str(device))
-            rows += _curve_rows(rep, it, {"wide": probe_metric(snap_codes, settings),
-                                          "paper": paper_probe_metric(snap_codes, settings)})
-        rows += _curve_rows(rep, iteration, {"wide": results[rep], "paper": results["paper_probe"][rep]})
-    examples = _examples(data, queries, shown, settings.retrieval_k)
-    write_text_atomic(metrics, json.dumps({k: results[k] for k in ("shared", "exclusive", "paper_probe", "retrieval",
-                                                                   "online", "online_paper")}, indent=2) + "\n")
-    write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
-    write_text_atomic(table, markdown_table(results, data.n_values()))
-    write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
-    typer.echo(f"distance to ideal, paper probe: S {results['paper_probe']['shared']['distance_to_ideal']:.4f}, "
-               f"E {results['paper_probe']['exclusive']['distance_to_ideal']:.4f}; wide probe: "
-               f"S {results['shared']['distance_to_ideal']:.4f}, E {results['exclusive']['distance_to_ideal']:.4f}; "
-               f"wrote {metrics}, {table}, {retrieval}, {curves}")
+    with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
+        claim.use()
+        device = claim.device
+        settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
+        online = {probe: {rep: _online(path, rep, probe) for rep, path in
+                          (("shared", online_shared), ("exclusive", online_exclusive))} for probe in ("wide", "paper")}
+        data = load_pairs(pairs)
+        data_sha256 = file_sha256(pairs)
+        results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
+        rows: list[dict] = []
+        shown: dict[str, np.ndarray] = {}
+        for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
+            _check_model(load_model(model_path)[1], model_path, rep, data_sha256)
+            *earlier, (iteration, encoder) = load_snapshots(model_path, device)
+            codes = _codes(encoder, rep, data, str(device))
+            results["retrieval"][rep] = retrieval_metric(codes, settings)  # first: a bad retrieval_k fails fast
+            results[rep] = probe_metric(codes, settings)
+            results["paper_probe"][rep] = paper_probe_metric(codes, settings)
+            # Queries depend only on the seed and the test set, so S and E share them.
+            queries, shown[rep] = retrieval_examples(codes, settings, N_SHOWN)
+            # Held-out accuracy against training iterations, from the snapshots the model file carries.
+            for it, snap in earlier:
+                snap_codes = _codes(snap, rep, data, str(device))
+                rows += _curve_rows(rep, it, {"wide": probe_metric(snap_codes, settings),
+                                              "paper": paper_probe_metric(snap_codes, settings)})
+            rows += _curve_rows(rep, iteration, {"wide": results[rep], "paper": results["paper_probe"][rep]})
+        examples = _examples(data, queries, shown, settings.retrieval_k)
+        figures = ("shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper")
+        write_text_atomic(metrics, json.dumps({k: results[k] for k in figures}, indent=2) + "\n")
+        write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
+        write_text_atomic(table, markdown_table(results, data.n_values()))
+        write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
+        typer.echo(f"distance to ideal, paper probe: S {results['paper_probe']['shared']['distance_to_ideal']:.4f}, "
+                   f"E {results['paper_probe']['exclusive']['distance_to_ideal']:.4f}; wide probe: "
+                   f"S {results['shared']['distance_to_ideal']:.4f}, "
+                   f"E {results['exclusive']['distance_to_ideal']:.4f}; "
+                   f"wrote {metrics}, {table}, {retrieval}, {curves}")

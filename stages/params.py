@@ -7,6 +7,10 @@ enforces them, the paper's symbol and one line of meaning. The field's name is t
 name (SharedTrainer's `alpha`), so a stage passes a config on without renaming. Knobs that several stages
 read live in a base class those stages' configs share. Adding a knob: its value in params.yaml and its
 field here; tests/test_dvc_yaml.py then names the stage whose `params:` in dvc.yaml must list the key.
+
+A knob that changes none of a stage's outputs (`checkpoint_every`: how often a resumable state is
+written) is declared `tracked=False`: the stage reads it, but dvc.yaml does not list it, so changing it
+reruns nothing and DVC's run-cache still restores the stage.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class Knob:
     meaning: str                             # one line
     symbol: str = ""                         # the paper's symbol, where it has one
     check: Callable[[Any], bool] = _anything
+    tracked: bool = True                     # False: changes no output, so dvc.yaml does not list it
 
     @property
     def kind(self) -> type:                  # bool, int, float or str
@@ -45,9 +50,9 @@ class Knob:
 
 
 def knob(key: str, default: Any, allowed: str, meaning: str, *, symbol: str = "",
-         check: Callable[[Any], bool] = _anything) -> Any:
+         check: Callable[[Any], bool] = _anything, tracked: bool = True) -> Any:
     """A config field read from params.yaml's `key` (no dataclass default: every key must be in the file)."""
-    return field(metadata={"knob": Knob(key, default, allowed, meaning, symbol, check)})
+    return field(metadata={"knob": Knob(key, default, allowed, meaning, symbol, check, tracked)})
 
 
 C = TypeVar("C", bound="Config")
@@ -64,13 +69,19 @@ class Config:
 
     @classmethod
     def keys(cls) -> list[str]:
-        """The params.yaml keys this config reads: what the stage's `params:` in dvc.yaml must list."""
-        return [k.key for k in cls.knobs().values()]
+        """The params.yaml keys this config reads that change its stage's outputs: what the stage's
+        `params:` in dvc.yaml must list."""
+        return [k.key for k in cls.knobs().values() if k.tracked]
+
+    @classmethod
+    def untracked_keys(cls) -> list[str]:
+        """The keys it also reads that change no output (dvc.yaml does not list them)."""
+        return [k.key for k in cls.knobs().values() if not k.tracked]
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
         """Read and validate this config's keys from a flat params file; DismiError on the first bad one."""
-        values = load(path, cls.keys())
+        values = load(path, cls.keys()) | load_untracked(path, cls.untracked_keys())
         return cls(**{name: values[k.key] for name, k in cls.knobs().items()})
 
     @classmethod
@@ -79,8 +90,9 @@ class Config:
         return cls(**({name: k.default for name, k in cls.knobs().items()} | overrides))
 
     def params(self) -> dict[str, Any]:
-        """{params.yaml key: value}: what the stage read, as checkpoints and model files record it."""
-        return {k.key: getattr(self, name) for name, k in self.knobs().items()}
+        """{params.yaml key: value} of the tracked knobs: what the stage's outputs depend on, as
+        checkpoints and model files record it."""
+        return {k.key: getattr(self, name) for name, k in self.knobs().items() if k.tracked}
 
 
 # --------------------------------------------------------------------------- the stages' configs
@@ -116,9 +128,11 @@ class _Seeded(Config):
     """Knobs of every stage that runs networks: the training stages and evaluate."""
     seed: int = knob("seed", 0, "an integer >= 0",
                      "initialisation, batches, negatives and probes derive from it", check=_nonneg)
-    device: str = knob("device", "auto", "'auto', 'cpu', 'cuda' or 'cuda:N'",
-                       "auto = cuda when present, else cpu",
-                       check=lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"))
+    # No GPU index: a run claims a free GPU when it starts (dismi.devices), so which GPU it got is not
+    # a param and reruns nothing; CUDA_VISIBLE_DEVICES limits the GPUs it may claim.
+    device: str = knob("device", "auto", "'auto', 'cpu' or 'cuda'",
+                       "auto = a free GPU when CUDA is present, else the CPU; the GPU is claimed at run time",
+                       check=_one_of("auto", "cpu", "cuda"))
 
 
 # Trainer.fit's arguments; a training config's other fields (but `device`) are its trainer's.
@@ -136,7 +150,8 @@ class _Training(_Seeded):
                           "iterations between dvclive logs (losses, online accuracies on test batches)",
                           check=_positive_int)
     checkpoint_every: int = knob("checkpoint_every", 2000, "an integer >= 1",
-                                 "iterations between resumable checkpoints", check=_positive_int)
+                                 "iterations between resumable checkpoints (changes no output: not tracked by DVC)",
+                                 check=_positive_int, tracked=False)
     snapshot_every: int = knob("snapshot_every", 0, "an integer >= 0 (0 = no snapshots)",
                                "iterations between encoder snapshots for held-out learning curves (0 = none)",
                                check=_nonneg)
@@ -236,6 +251,15 @@ def _coerce(key: str, value: Any, k: Knob) -> Any:
 
 def load(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Read and validate exactly `keys` from a flat params file; raise DismiError on the first bad one."""
+    return _read(path, keys)
+
+
+def load_untracked(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """As `load`, for knobs that change no output: a read dvc.yaml's `params:` need not list."""
+    return _read(path, keys)
+
+
+def _read(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}

@@ -31,11 +31,11 @@ def _curve(tsv: Path) -> plotting.Curve:
 
 
 def _series(live: Path, group: str) -> dict[str, plotting.Curve]:
-    """Every curve dvclive logged under `group` (e.g. "loss"), keyed by name, sorted."""
+    """Every curve dvclive logged under `group` (e.g. "loss"), keyed by its logged name ("loss/total"), sorted."""
     tsvs = sorted((live / "plots" / "metrics" / group).glob("*.tsv"))
     if not tsvs:
         raise DismiError(f"no {group} curves under {live}: run its training stage first (dvc repro)")
-    return {t.stem: _curve(t) for t in tsvs}
+    return {f"{group}/{t.stem}": _curve(t) for t in tsvs}
 
 
 def _read_json(path: Path, made_by: str) -> dict:
@@ -97,7 +97,8 @@ def main(
              for rep, live in lives.items()}, n_values),
         "accuracy_table": plotting.accuracy_table(results, n_values),
         "retrieval": plotting.retrieval_grid(queries, neighbours),
-        "losses": plotting.losses({rep: _series(live, "loss") for rep, live in lives.items()}),
+        # the minimised terms (loss/...) and the MI estimates the total maximises (mi/global, mi/local)
+        "losses": plotting.losses({rep: _series(live, "loss") | _series(live, "mi") for rep, live in lives.items()}),
         "held_out_curves": plotting.held_out_curves(_read_json(curves, "evaluate")),
     }
     for name, fig in figures.items():

@@ -1,7 +1,9 @@
 """What several test files share: the tiny config, a tiny pairs file, tiny Shapes3D files, running a stage.
 
 Helpers are plain functions (import them: `from conftest import TINY, params_file`); `pairs_file` is a
-session fixture, written once.
+session fixture, written once. Every test runs with its own download cache and device-lock directory
+(DISMI_CACHE, DISMI_LOCK_DIR), so no test reads or fills the user's ~/.cache/dismi or counts towards the
+device claims of the user's runs on this machine.
 """
 import colorsys
 import itertools
@@ -21,8 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The one tiny configuration: width 4, 8-dimensional S and E, 40 iterations per stage, short probes.
 TINY = {"width": 4, "shared_dim": 8, "exclusive_dim": 8, "batch_size": 8, "lr_sh": 2e-3, "lr_ex": 2e-3,
-        "iters_sh": 40, "iters_ex": 40, "log_every": 10, "checkpoint_every": 20, "device": "cpu", "seed": 0,
+        "iters_sh": 40, "iters_ex": 40, "log_every": 10, "checkpoint_every": 20, "device": "cpu", "seed": 0, "l1_reduce": "mean",
         "probe_epochs": 2, "probe_lr": 1e-3, "probe_batch_size": 16, "retrieval_k": 3, "retrieval_queries": 8}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_and_locks(tmp_path_factory):
+    """DISMI_CACHE and DISMI_LOCK_DIR in a temporary folder for the whole session (subprocesses too)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("DISMI_CACHE", str(tmp_path_factory.mktemp("dismi-cache")))
+        m.setenv("DISMI_LOCK_DIR", str(tmp_path_factory.mktemp("dismi-locks")))
+        yield
 
 
 def params_file(directory: Path, **overrides) -> Path:

@@ -37,3 +37,12 @@ def test_bad_param_is_one_error_line_and_no_output(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: param dataset='mnist'"), r.stderr
     assert not out.exists()
+
+
+def test_knobs_lists_every_param_with_its_value_and_report_default():
+    r = _run("knobs")
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert "| `gamma` | γ | 0.1 | 0.1 |" in r.stdout
+    assert "| `iters_sh` | - | 4000 | 50000 |" in r.stdout

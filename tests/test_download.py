@@ -4,11 +4,12 @@ import http.server
 import re
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import params_file, run_stage
+from conftest import params_file, run_stage, write_file
 from dismi.download import download
 from dismi.errors import DismiError
 from dismi.files import file_sha256
@@ -205,3 +206,73 @@ def test_download_stage_offline_names_the_url_and_both_ways_out(tmp_path, monkey
     assert "-S shapes3d_url=file:///" in text and "-S dataset=synthetic" in text
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
 
+
+
+# --------------------------------------------------------------------------- the per-user cache
+
+@pytest.fixture
+def official(tmp_path, monkeypatch):
+    """A small file in the official layout served as if it were 3dshapes.h5; the stage checks its size and hash."""
+    from stages import download as stage
+    path = tmp_path / "served.h5"
+    write_file(path)
+    payload = path.read_bytes()
+    monkeypatch.setattr(stage, "SHAPES3D_SIZE", len(payload))
+    monkeypatch.setattr(stage, "SHAPES3D_SHA256", hashlib.sha256(payload).hexdigest())
+    return payload
+
+
+def test_download_stage_keeps_the_file_in_the_user_cache_and_a_rerun_makes_no_request(
+        tmp_path, monkeypatch, capsys, official):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DISMI_CACHE", str(cache))
+    out = tmp_path / "data" / "shapes3d.h5"
+    with Server(payload=official) as s:
+        params = params_file(tmp_path, dataset="shapes3d", shapes3d_url=s.url)
+        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        assert code == 0, text
+        assert s.ranges == [None] and out.read_bytes() == official
+        assert (cache / "3dshapes.h5").read_bytes() == official and (cache / "3dshapes.h5.verified").exists()
+        # A rerun (after a code edit, DVC deletes the output first) takes the cached file: no request,
+        # and no hashing either while the file's size and mtime are what the sidecar recorded.
+        out.unlink()
+        hashed = []
+        monkeypatch.setattr("dismi.download.file_sha256", lambda p: hashed.append(p) or file_sha256(p))
+        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        assert code == 0, text
+        assert s.ranges == [None] and hashed == []
+        assert out.read_bytes() == official and "from " + str(cache / "3dshapes.h5") in text
+        if "linked" in text:  # a hard link where the file system allows: no second copy
+            assert out.stat().st_ino == (cache / "3dshapes.h5").stat().st_ino
+        # A cached file that changed behind the sidecar's back is hashed, found wrong and fetched again.
+        cached = cache / "3dshapes.h5"
+        cached.unlink()  # (unlinked first: `out` may be the same file)
+        cached.write_bytes(official[:-1] + bytes([official[-1] ^ 1]))
+        out.unlink()
+        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        assert code == 0, text
+        assert s.ranges == [None, None] and out.read_bytes() == official and len(hashed) == 2
+
+
+def test_an_interrupted_download_resumes_from_the_cache(tmp_path, monkeypatch, capsys, official):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DISMI_CACHE", str(cache))
+    cache.mkdir()
+    (cache / "3dshapes.h5.part").write_bytes(official[:1000])
+    out = tmp_path / "shapes3d.h5"
+    with Server(payload=official) as s:
+        code, text = run_stage(monkeypatch, capsys, "download", "--out", out,
+                               "--params", params_file(tmp_path, dataset="shapes3d", shapes3d_url=s.url))
+    assert code == 0, text
+    assert s.ranges == ["bytes=1000-"] and out.read_bytes() == official
+
+
+def test_the_default_cache_is_per_user_outside_the_repository(monkeypatch, tmp_path):
+    from dismi.download import cache_dir
+    monkeypatch.delenv("DISMI_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "dismi"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == Path.home() / ".cache" / "dismi"
+    monkeypatch.setenv("DISMI_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"

@@ -16,7 +16,7 @@ from dismi.factors import FACTORS
 from dismi.files import file_sha256
 from dismi.networks import Encoder, seeded
 from dismi.pairfile import TEST, load_pairs, write_pairs
-from dismi.training import save_model
+from dismi.training import logged_name, save_model
 from stages.__main__ import app
 
 LOSSES = {"shared": ("total", "global", "local", "l1", "classifier"),
@@ -28,7 +28,7 @@ def _live(path: Path, rep: str, steps: int = 3) -> None:
     with Live(dir=str(path), dvcyaml=None, save_dvc_exp=False) as live:
         for step in range(steps):
             for name in LOSSES[rep]:
-                live.log_metric(f"loss/{name}", 1.0 / (step + 1))
+                live.log_metric(logged_name(name), 1.0 / (step + 1))
             for f in FACTORS:
                 live.log_metric(f"acc/{rep}/{f}", 0.1 * (step + 1) + 0.01 * FACTORS.index(f))
                 live.log_metric(f"acc_paper/{rep}/{f}", 0.05 * (step + 1) + 0.01 * FACTORS.index(f))

@@ -109,7 +109,8 @@ COLLISIONS = {"pairs": ("--out", "--data"), "train-shared": ("--model", "--pairs
 def _stage_args(tmp_path, stage: str) -> list[str]:
     """The stage's command line from dvc.yaml, its paths under tmp_path, with a tiny params file."""
     cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage.replace("-", "_")]["cmd"].split()[3:]
-    args = [str(tmp_path / a) if a.startswith(("data/", "models/", "metrics/", "checkpoints/")) else a for a in cmd]
+    args = [str(tmp_path / a) if a.startswith(("data/", "models/", "metrics/")) or a == "checkpoints" else a
+            for a in cmd]
     if stage != "plot":
         args += ["--params", str(params_file(tmp_path))]
     return args

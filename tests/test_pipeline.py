@@ -1,7 +1,9 @@
 """End to end through DVC on a tiny configuration, in a throw-away copy of the repository.
 
 Proves from DVC's own output that `dvc repro` runs all six stages, that each param reruns only
-the stages that read it and those after them, and that `dvc metrics diff` lists every figure.
+the stages that read it and those after them, that `dvc metrics diff` lists every figure, and that
+a queue of lambda_adv runs trains train_shared once (the run-cache restores it for the others) and
+`dvc plots diff` compares them.
 """
 import csv
 import io
@@ -48,6 +50,11 @@ def _ran(output):
     return set(ran), set(skipped)
 
 
+def _restored(output):
+    """Stages DVC restored from its run-cache instead of running them."""
+    return set(re.findall(r"Stage '([\w-]+)' is cached - skipping run", output))
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     dst = tmp_path_factory.mktemp("project")
@@ -85,6 +92,7 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
     tracked = _sh(dst, "git", "ls-files")
     assert "data/shapes3d.h5" not in tracked and "models/shared.pt" not in tracked
     assert "checkpoints/" not in tracked and "metrics/evaluate.json" in tracked
+    assert not list((dst / "checkpoints").glob("*.pt"))  # finished runs leave no checkpoint behind
     _sh(dst, "git", "commit", "-qm", "baseline results")
     assert "up to date" in _dvc(dst, "status").lower()
 
@@ -135,3 +143,48 @@ def _exp_metric(dst, name, column):
     rows = list(csv.DictReader(io.StringIO(text)))
     (row,) = [r for r in rows if r["Experiment"] == name]
     return float(row[column])
+
+
+@pytest.mark.slow
+def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(project):
+    dst, _ = project
+    _sh(dst, "git", "checkout", "-q", "--", ".")  # the committed baseline, whatever ran before
+    _dvc(dst, "checkout", "-q")
+    _sh(dst, "git", "add", "-A")
+    _sh(dst, "git", "commit", "-qm", "baseline", "--allow-empty")
+    # Both runs share an alpha_sh that was never trained, so the first must train train_shared; the
+    # second differs in lambda_adv and in checkpoint_every (which changes no output: not tracked).
+    runs = {"q-lam1": ["-S", "lambda_adv=0.02"], "q-lam2": ["-S", "lambda_adv=0.03", "-S", "checkpoint_every=5"]}
+    for name, sets in runs.items():
+        _dvc(dst, "exp", "run", "--queue", "-n", name, "-S", "alpha_sh=0.45", *sets)
+    out = _dvc(dst, "exp", "run", "--run-all", "-j", "1")
+    logs = {name: _dvc(dst, "queue", "logs", name) for name in runs}
+    print(out, *logs.values(), sep="\n")  # shown with -s, quoted in reports
+    (ran1, _), (ran2, _) = _ran(logs["q-lam1"]), _ran(logs["q-lam2"])
+    assert {"train_shared", "train_exclusive"} <= ran1, logs["q-lam1"]
+    assert "train_shared" not in ran2 and "train_shared" in _restored(logs["q-lam2"]), logs["q-lam2"]
+    assert "train_exclusive" in ran2, logs["q-lam2"]
+    assert sum(log.count("Running stage 'train_shared'") for log in logs.values()) == 1
+    # Going back to a trained configuration restores both training stages from the run-cache.
+    back = _dvc(dst, "exp", "run", "-S", "alpha_sh=0.45", "-S", "lambda_adv=0.02")
+    print(back)
+    assert {"train_shared", "train_exclusive"} <= _restored(back), back
+    assert not _ran(back)[0] & {"download", "pairs", "train_shared", "train_exclusive"}, back
+    # dvc plots diff compares the two runs: per representation the six online accuracies in one plot
+    # and the loss terms in another, both runs in each; the PNG figures as images.
+    plots = json.loads(_dvc(dst, "plots", "diff", "q-lam1", "q-lam2", "--json", "-o", str(dst.parent / "dvc_plots"),
+                            stdout_only=True))["data"]
+    for rep in ("shared", "exclusive"):
+        for plot_id in (f"{rep}_online_acc", f"{rep}_online_acc_paper", f"{rep}_losses"):
+            assert plot_id in plots, sorted(plots)
+            (vega,) = plots[plot_id]
+            assert vega["type"] == "vega" and set(vega["revisions"]) == set(runs), vega["revisions"]
+    lines = {plot_id: {row["filename::field"] for row in plots[plot_id][0]["content"]["data"]["values"]}
+             for plot_id in ("shared_online_acc", "exclusive_losses")}
+    assert lines["shared_online_acc"] == {f"{f}.tsv::{f}" for f in ("floor_hue", "wall_hue", "object_hue", "scale",
+                                                                    "shape", "orientation")}
+    assert lines["exclusive_losses"] == {f"{t}.tsv::{t.split('/')[1]}" for t in (
+        "loss/total", "mi/global", "mi/local", "loss/adv_encoder", "loss/adv_discriminator", "loss/classifier")}
+    for png in ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves"):
+        images = plots[f"metrics/plots/{png}.png"]
+        assert {i["type"] for i in images} == {"image"} and {r for i in images for r in i["revisions"]} == set(runs)

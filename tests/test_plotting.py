@@ -65,10 +65,12 @@ def test_retrieval_grid_shows_queries_beside_their_neighbours():
 
 
 def test_losses_one_panel_per_stage():
-    fig = plotting.losses({"shared": {"total": _curve(), "l1": _curve()},
-                           "exclusive": {"total": _curve(), "adv_encoder": _curve()}})
+    fig = plotting.losses({"shared": {"loss/total": _curve(), "mi/global": _curve(), "loss/l1": _curve()},
+                           "exclusive": {"loss/total": _curve(), "loss/adv_encoder": _curve()}})
     assert _titles(fig) == ["Shared stage (eq. 5-7) training losses", "Exclusive stage (eq. 8-10) training losses"]
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["total", "adv_encoder"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["loss/total", "mi/global", "loss/l1"]
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["loss/total", "loss/adv_encoder"]
+    assert "mi/global and mi/local are the JSD MI estimates it maximises" in fig.get_suptitle()
 
 
 def test_save_figure_writes_a_png_and_no_temporary(tmp_path):

@@ -261,7 +261,7 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
     monkeypatch.setattr(training, name, trainer)
     monkeypatch.setattr(training.Trainer, "fit", fit)
     p = PARAMS | {"device": "cpu"}
-    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoint", tmp_path / "ckpt.pt",
+    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
             "--live", tmp_path / "live", "--params", params_file(tmp_path, **p)]
     if stage == "train-exclusive":
         shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))

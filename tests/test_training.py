@@ -1,5 +1,6 @@
 """Both training stages through the CLI on a tiny structured pairs file (width 4, a few dozen iterations)."""
 import csv
+import platform
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import file_sha256
 from dismi.pairfile import write_pairs
+from stages import _driver
 from stages.__main__ import app
 
 torch.set_num_threads(1)
@@ -27,7 +29,7 @@ def _run(workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **o
     params_file(workdir, **overrides)
     name = stage.replace("train-", "")
     args = [stage, "--pairs", str(pairs), "--model", str(workdir / f"{name}.pt"),
-            "--checkpoint", str(workdir / f"ckpt_{name}.pt"), "--live", str(workdir / f"live_{name}"),
+            "--checkpoints", str(workdir / "checkpoints"), "--live", str(workdir / f"live_{name}"),
             "--params", str(workdir / "params.yaml")]
     if shared is not None:
         args += ["--shared", str(shared)]
@@ -37,6 +39,16 @@ def _run(workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **o
 def _tsv(workdir: Path, name: str, metric: str) -> list[tuple[int, float]]:
     with open(workdir / f"live_{name}" / "plots" / "metrics" / f"{metric}.tsv") as f:
         return [(int(r["step"]), float(r[metric.split("/")[-1]])) for r in csv.DictReader(f, delimiter="\t")]
+
+
+def _checkpoints(workdir: Path, name: str) -> list[Path]:
+    """The checkpoints a stage left in workdir/checkpoints: <name>-<fingerprint>.pt."""
+    return sorted((workdir / "checkpoints").glob(f"{name}-*.pt"))
+
+
+def _checkpoint_iteration(workdir: Path, name: str) -> int:
+    (path,) = _checkpoints(workdir, name)
+    return torch.load(path, weights_only=True)["iteration"]
 
 
 def _weights(path: Path) -> dict:
@@ -51,7 +63,7 @@ def _assert_same_weights(a: Path, b: Path):
 
 
 def _mi(workdir: Path, name: str) -> list[float]:
-    g, l = _tsv(workdir, name, "loss/global"), _tsv(workdir, name, "loss/local")
+    g, l = _tsv(workdir, name, "mi/global"), _tsv(workdir, name, "mi/local")
     return [a + b for (_, a), (_, b) in zip(g, l)]
 
 
@@ -85,19 +97,26 @@ def exclusive_run(tmp_path_factory, pairs_file, shared_run):
 
 # --------------------------------------------------------------------------- shared stage
 
-def test_shared_stage_writes_model_checkpoint_and_dvclive_metrics(shared_run, pairs_file):
+def test_shared_stage_writes_model_and_dvclive_metrics_and_drops_its_finished_checkpoint(shared_run, pairs_file):
     blob = torch.load(shared_run / "shared.pt", weights_only=True)
     assert blob["kind"] == "shared" and blob["config"] == {"width": 4, "out_dim": 8}
     assert blob["params"]["alpha_sh"] == 0.5 and blob["params"]["iters_sh"] == ITERS
+    assert "checkpoint_every" not in blob["params"]  # it changes no output: not tracked, not recorded
     assert blob["data_sha256"] == file_sha256(pairs_file)
+    # What it was trained with: the device, its model name and the torch version.
+    assert blob["device"] == "cpu" and blob["torch_version"] == torch.__version__
+    assert blob["device_name"] and blob["device_name"] in (open("/proc/cpuinfo").read() + platform.processor()
+                                                           + platform.machine() + "cpu")
     encoder, meta = training.load_model(shared_run / "shared.pt")
-    assert not encoder.training and meta["kind"] == "shared"
-    assert torch.load(shared_run / "ckpt_shared.pt", weights_only=True)["iteration"] == ITERS
+    assert not encoder.training and meta["kind"] == "shared" and meta["torch_version"] == torch.__version__
+    # The model file is the result; the finished checkpoint is deleted (DVC's run-cache restores the stage).
+    assert _checkpoints(shared_run, "shared") == []
     summary = yaml.safe_load((shared_run / "live_shared" / "metrics.json").read_text())
-    assert set(summary["loss"]) == {"total", "global", "local", "l1", "classifier"}
+    assert set(summary["loss"]) == {"total", "l1", "classifier"}
+    assert set(summary["mi"]) == {"global", "local"}  # maximised: not under loss/
     assert set(summary["acc"]["shared"]) == set(FACTORS) and summary["step"] == ITERS
     assert all(0 <= a <= 1 for a in summary["acc"]["shared"].values())
-    assert [s for s, _ in _tsv(shared_run, "shared", "loss/global")] == [10, 20, 30, 40]
+    assert [s for s, _ in _tsv(shared_run, "shared", "mi/global")] == [10, 20, 30, 40]
 
 
 def test_shared_stage_mi_terms_improve(shared_run):
@@ -120,21 +139,79 @@ def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stop
         _interrupt_at_second_checkpoint(m)
         first = _run(tmp_path, "train-shared", pairs_file)
     assert first.exit_code != 0 and not (tmp_path / "shared.pt").exists()
-    assert torch.load(tmp_path / "ckpt_shared.pt", weights_only=True)["iteration"] == 20
-    assert [s for s, _ in _tsv(tmp_path, "shared", "loss/global")] == [10, 20, 30, 40]  # logged past it
+    assert _checkpoint_iteration(tmp_path, "shared") == 20
+    assert [s for s, _ in _tsv(tmp_path, "shared", "mi/global")] == [10, 20, 30, 40]  # logged past it
+    # DVC deletes a stage's outputs before it reruns it, the dvclive directory too: the curves logged
+    # before the checkpoint come back from the checkpoint.
+    shutil.rmtree(tmp_path / "live_shared")
     second = _run(tmp_path, "train-shared", pairs_file)
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     _assert_same_weights(shared_run / "shared.pt", tmp_path / "shared.pt")
-    assert _tsv(tmp_path, "shared", "loss/global") == _tsv(shared_run, "shared", "loss/global")  # no repeats
+    assert (tmp_path / "shared.pt").read_bytes() == (shared_run / "shared.pt").read_bytes()
+    for metric in ("mi/global", "loss/total", "acc/shared/shape"):
+        assert _tsv(tmp_path, "shared", metric) == _tsv(shared_run, "shared", metric)  # no gaps, no repeats
+    assert _checkpoints(tmp_path, "shared") == []
 
 
-def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run):
-    shutil.copytree(shared_run, tmp_path, dirs_exist_ok=True)
+def test_a_killed_run_whose_checkpoint_every_changed_still_resumes(tmp_path, pairs_file, shared_run, monkeypatch):
+    # checkpoint_every changes no output, so DVC does not track it and the checkpoint does not depend on it.
+    with monkeypatch.context() as m:
+        _interrupt_at_second_checkpoint(m)
+        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
+    second = _run(tmp_path, "train-shared", pairs_file, checkpoint_every=7)
+    assert second.exit_code == 0, second.output
+    assert "resuming from iteration 20" in second.output
+    assert (tmp_path / "shared.pt").read_bytes() == (shared_run / "shared.pt").read_bytes()
+
+
+def _code_copy(tmp_path: Path) -> Path:
+    """A copy of the code the stages run (dismi/, stages/), for a test to edit."""
+    root = tmp_path / "code"
+    for package in _driver.CODE_PACKAGES:
+        shutil.copytree(_driver.CODE_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.mark.parametrize("edited", [None, "dismi/losses.py", "stages/_driver.py", "dismi/objectives.py"])
+def test_a_killed_run_resumes_only_with_the_code_that_made_its_checkpoint(tmp_path, pairs_file, monkeypatch, edited):
+    root = _code_copy(tmp_path)
+    monkeypatch.setattr(_driver, "CODE_ROOT", root)  # the code hash is read from this copy
+    with monkeypatch.context() as m:
+        _interrupt_at_second_checkpoint(m)
+        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
+    assert _checkpoint_iteration(tmp_path, "shared") == 20
+    if edited:
+        with open(root / edited, "a") as f:
+            f.write("\n# an edit\n")
+    second = _run(tmp_path, "train-shared", pairs_file)
+    assert second.exit_code == 0, second.output
+    if edited:
+        assert "starting fresh" in second.output and "resuming" not in second.output
+        assert [s for s, _ in _tsv(tmp_path, "shared", "mi/global")] == [10, 20, 30, 40]
+    else:
+        assert "resuming from iteration 20" in second.output
+
+
+def test_the_code_hash_covers_exactly_the_files_dvc_yaml_lists_for_the_stage():
+    from test_dvc_yaml import STAGES
+    from dismi import sources
+    for stage in ("train_shared", "train_exclusive"):
+        code = sources.closure(_driver.CODE_ROOT / "stages" / f"{stage}.py", _driver.CODE_ROOT,
+                               _driver.CODE_PACKAGES)
+        assert {p.as_posix() for p in code} == {d for d in STAGES[stage]["deps"] if d.endswith(".py")}
+
+
+def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run, monkeypatch):
+    with monkeypatch.context() as m:
+        _interrupt_at_second_checkpoint(m)
+        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
     result = _run(tmp_path, "train-shared", pairs_file, gamma=0.5)
     assert result.exit_code == 0, result.output
     assert "starting fresh" in result.output
-    assert [s for s, _ in _tsv(tmp_path, "shared", "loss/global")] == [10, 20, 30, 40]
+    # The killed run's checkpoint stays, for when its params come back.
+    assert _checkpoint_iteration(tmp_path, "shared") == 20
+    assert [s for s, _ in _tsv(tmp_path, "shared", "mi/global")] == [10, 20, 30, 40]
     assert torch.load(tmp_path / "shared.pt", weights_only=True)["params"]["gamma"] == 0.5
     assert not torch.equal(_weights(tmp_path / "shared.pt")["dense.weight"],
                            _weights(shared_run / "shared.pt")["dense.weight"])
@@ -152,7 +229,7 @@ def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_c
     assert isinstance(result.exception, DismiError)
     message = str(result.exception)
     assert "\n" not in message and message.startswith("loss/l1 became nan or inf at iteration 26")
-    assert torch.load(tmp_path / "ckpt_shared.pt", weights_only=True)["iteration"] == 20
+    assert _checkpoint_iteration(tmp_path, "shared") == 20
     assert not (tmp_path / "shared.pt").exists()
 
 
@@ -162,9 +239,11 @@ def test_exclusive_stage_writes_model_and_metrics_and_its_mi_terms_improve(exclu
     blob = torch.load(exclusive_run / "exclusive.pt", weights_only=True)
     assert blob["kind"] == "exclusive" and blob["config"] == {"width": 4, "out_dim": 8}
     assert blob["shared_sha256"] == file_sha256(shared_run / "shared.pt")
-    assert torch.load(exclusive_run / "ckpt_exclusive.pt", weights_only=True)["iteration"] == ITERS
+    assert blob["device"] == "cpu" and blob["torch_version"] == torch.__version__ and blob["device_name"]
+    assert _checkpoints(exclusive_run, "exclusive") == []
     summary = yaml.safe_load((exclusive_run / "live_exclusive" / "metrics.json").read_text())
-    assert set(summary["loss"]) == {"total", "global", "local", "adv_encoder", "adv_discriminator", "classifier"}
+    assert set(summary["loss"]) == {"total", "adv_encoder", "adv_discriminator", "classifier"}
+    assert set(summary["mi"]) == {"global", "local"}
     assert set(summary["acc"]["exclusive"]) == set(FACTORS)
     mi = _mi(exclusive_run, "exclusive")
     assert mi[-1] > mi[0] + 0.3
@@ -188,10 +267,12 @@ def test_killed_exclusive_run_resumes_and_ends_as_if_never_stopped(
     with monkeypatch.context() as m:
         _interrupt_at_second_checkpoint(m)
         assert _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt").exit_code != 0
+    shutil.rmtree(tmp_path / "live_exclusive")  # as DVC does before a rerun
     second = _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     _assert_same_weights(exclusive_run / "exclusive.pt", tmp_path / "exclusive.pt")
+    assert _tsv(tmp_path, "exclusive", "mi/local") == _tsv(exclusive_run, "exclusive", "mi/local")
 
 
 def test_exclusive_stage_refuses_an_exclusive_model_as_its_shared_encoder(tmp_path, pairs_file, exclusive_run):
@@ -228,3 +309,15 @@ def test_the_same_weights_give_the_same_model_file_bytes(tmp_path):
     for name in ("a.pt", "b.pt"):
         training.save_model(tmp_path / name, encoder, "shared", {"width": 2}, "sha", iteration=3)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_a_model_file_records_the_device_it_was_trained_on_and_the_torch_version(tmp_path, monkeypatch):
+    encoder = seeded(lambda: Encoder(width=2, out_dim=4), torch.Generator().manual_seed(0))
+    training.save_model(tmp_path / "cpu.pt", encoder, "shared", {}, "sha")
+    _, meta = training.load_model(tmp_path / "cpu.pt")
+    assert meta["device"] == "cpu" and meta["torch_version"] == torch.__version__ and meta["device_name"]
+    # On a GPU the name is the GPU's (faked here: no GPU needed).
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA Fake 80GB")
+    training.save_model(tmp_path / "gpu.pt", encoder, "shared", {}, "sha", device="cuda:1")
+    _, meta = training.load_model(tmp_path / "gpu.pt")
+    assert (meta["device"], meta["device_name"]) == ("cuda", "NVIDIA Fake 80GB")

@@ -153,7 +153,7 @@ def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: M
 def accuracy_over_seeds(mean: Mapping[str, float], std: Mapping[str, float], n_runs: int, title: str) -> Figure:
     """Held-out accuracy per factor of both probes on S and E, mean ± std over runs as error bars,
     beside the paper, the report, ideal and chance. Keys of mean/std: "probe/representation/factor"."""
-    fig = Figure(figsize=(13, 5.5), layout="constrained")
+    fig = Figure(figsize=(14, 6), layout="constrained")
     x = np.arange(len(FACTORS))
     series = (("paper probe (Table V), held-out", "paper", "tab:green"),
               ("wide probe (2x256), held-out", "wide", "tab:olive"))
@@ -176,9 +176,10 @@ def accuracy_over_seeds(mean: Mapping[str, float], std: Mapping[str, float], n_r
         d = f"{rep.split('/')[0]}"
         ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
                      f"{mean[f'paper/{d}/distance_to_ideal']:.3f} ± {std[f'paper/{d}/distance_to_ideal']:.3f} "
-                     f"(paper {PAPER_DISTANCE[rep]:.4f})", fontsize=10)
-        ax.legend(fontsize=7, loc="center right")
-    fig.suptitle(f"{title}: mean ± std over {n_runs} run(s)")
+                     f"(paper {PAPER_DISTANCE[rep]:.4f})", fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+    fig.suptitle(f"{title}: held-out accuracy, mean ± std over {n_runs} run(s)")
     return fig
 
 

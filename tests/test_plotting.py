@@ -90,7 +90,7 @@ def test_accuracy_over_seeds_draws_both_probes_with_error_bars():
     fig = plotting.accuracy_over_seeds(_figures(0.5), _figures(0.1), 3, "profile")
     assert "mean ± std over 3 run(s)" in fig.get_suptitle()
     assert _titles(fig)[0].startswith("Classifier on S (shared): distance to ideal, paper probe 0.500 ± 0.100")
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"paper probe (Table V), held-out", "wide probe (2x256), held-out", "ideal", "chance"} <= set(labels)
     heights = [p.get_height() for p in fig.axes[0].patches[:len(FACTORS)]]
     assert heights == pytest.approx([50.0] * len(FACTORS))

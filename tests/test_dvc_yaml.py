@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import params_file
+from dismi import sources
 from stages import params as P
 from stages.__main__ import app
 
@@ -19,27 +20,12 @@ PACKAGES = ("dismi", "stages")
 
 def _imports(path: Path) -> set[str]:
     """The project modules (repository-relative .py paths) that one file imports directly."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-            if node.module in PACKAGES:  # from stages import params
-                found |= {f"{node.module}/{a.name}.py" for a in node.names}
-            else:
-                found.add(node.module.replace(".", "/") + ".py")
-        elif isinstance(node, ast.Import):
-            found |= {a.name.replace(".", "/") + ".py" for a in node.names if a.name.split(".")[0] in PACKAGES}
-    return {m for m in found if (REPO / m).is_file()}
+    return {str(p.relative_to(REPO)) for p in sources.imports(path, REPO, PACKAGES)}
 
 
 def _closure(module: str) -> set[str]:
     """`module` and every project module it imports, directly or not."""
-    seen, todo = set(), [module]
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo += _imports(REPO / m)
-    return seen
+    return {str(p) for p in sources.closure(REPO / module, REPO, PACKAGES)}
 
 
 def _module(stage: str) -> str:

@@ -87,33 +87,45 @@ def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data
                   "torch_version": str(torch.__version__), **extra}, path)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Encoder, dict]:
-    """-> (encoder in eval mode on `device`, the file's other fields)."""
+def _read_model(path: str | Path) -> dict:
+    """A model file's contents, its final weights checked to load into its encoder; DismiError otherwise."""
     path = Path(path)
     if not path.exists():
         raise DismiError(f"model file {path} not found: run its training stage first (dvc repro)")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        encoder = Encoder(**blob["config"])
-        encoder.load_state_dict(blob["state_dict"])
+        Encoder(**blob["config"]).load_state_dict(blob["state_dict"])
     except Exception as e:  # any unreadable or foreign file gets the same one-line answer
         raise DismiError(f"model file {path} is not a dismi model ({type(e).__name__}): "
                          "delete it and rerun its training stage") from None
-    meta = {k: v for k, v in blob.items() if k not in ("state_dict", "snapshots")}
-    return encoder.to(device).eval(), meta
+    return blob
 
 
-def load_snapshots(path: str | Path, device: str | torch.device = "cpu") -> list[tuple[int, Encoder]]:
-    """[(iteration, encoder in eval mode)] for each snapshot in a model file and its final weights,
-    in training order; the final entry's iteration is None when the file does not record it."""
-    final, meta = load_model(path, device)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    out = []
-    for it, weights in sorted((int(i), w) for i, w in (blob.get("snapshots") or {}).items()):
-        encoder = Encoder(**blob["config"])
-        encoder.load_state_dict(weights)
-        out.append((it, encoder.to(device).eval()))
-    return out + [(meta.get("iteration"), final)]
+def _encoder(config: dict, weights: dict, device: str | torch.device) -> Encoder:
+    encoder = Encoder(**config)
+    encoder.load_state_dict(weights)
+    return encoder.to(device).eval()
+
+
+def _meta(blob: dict) -> dict:
+    return {k: v for k, v in blob.items() if k not in ("state_dict", "snapshots")}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Encoder, dict]:
+    """-> (encoder in eval mode on `device`, the file's other fields)."""
+    blob = _read_model(path)
+    return _encoder(blob["config"], blob["state_dict"], device), _meta(blob)
+
+
+def load_snapshots(path: str | Path, device: str | torch.device = "cpu"
+                   ) -> tuple[list[tuple[int | None, Encoder]], dict]:
+    """([(iteration, encoder in eval mode)] for each snapshot in a model file and its final weights, in
+    training order; the final entry's iteration is None when the file does not record it), the file's
+    other fields). One read of the file."""
+    blob = _read_model(path)
+    snapshots = sorted((int(i), w) for i, w in (blob.get("snapshots") or {}).items())
+    encoders = [(it, _encoder(blob["config"], w, device)) for it, w in snapshots]
+    return encoders + [(blob.get("iteration"), _encoder(blob["config"], blob["state_dict"], device))], _meta(blob)
 
 
 def save_checkpoint(path: str | Path, state: dict, fingerprint: dict) -> None:

@@ -16,7 +16,7 @@ from dismi.factors import FACTORS
 from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.networks import encode
 from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
-from dismi.training import ONLINE_PREFIX, load_model, load_snapshots
+from dismi.training import ONLINE_PREFIX, load_snapshots
 from stages import params as P
 
 N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
@@ -99,8 +99,9 @@ def main(
         rows: list[dict] = []
         shown: dict[str, np.ndarray] = {}
         for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
-            _check_model(load_model(model_path)[1], model_path, rep, data_sha256)
-            *earlier, (iteration, encoder) = load_snapshots(model_path, device)
+            snapshots, meta = load_snapshots(model_path, device)
+            _check_model(meta, model_path, rep, data_sha256)
+            *earlier, (iteration, encoder) = snapshots
             codes = _codes(encoder, rep, data, str(device))
             results["retrieval"][rep] = retrieval_metric(codes, settings)  # first: a bad retrieval_k fails fast
             results[rep] = probe_metric(codes, settings)

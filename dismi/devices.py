@@ -211,3 +211,27 @@ def describe(device: torch.device | str) -> str:
             pass
         return platform.processor() or platform.machine() or "cpu"
     return str(device)
+
+
+CACHE_FRACTION = 0.25  # of the memory free when a table is built
+
+
+def cache_budget(device: torch.device | str) -> int:
+    """Bytes a run may spend on a table computed once (the exclusive stage's frozen shared codes): a
+    quarter of the device's free memory (the GPU's; for the CPU, the memory the kernel reports
+    available)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(CACHE_FRACTION * free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(CACHE_FRACTION * int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        return int(CACHE_FRACTION * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # unknown: build no table
+        return 0
+

@@ -19,11 +19,12 @@ from dismi import devices, losses
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import atomic_write
-from dismi.networks import Encoder, GlobalStatistics, LocalStatistics, seeded, to_input
+from dismi.networks import MAP_SIZE, Encoder, GlobalStatistics, LocalStatistics, seeded, to_input
 from dismi.objectives import ExclusiveModel, SharedModel
 from dismi.pairfile import TEST, TRAIN, PairData
 
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
+SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
 MODEL_KINDS = ("shared", "exclusive")
 # dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's
 ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper"}
@@ -158,10 +159,14 @@ class DevicePairs:
         self.x = torch.from_numpy(np.searchsorted(rows, data.x[pairs])).to(device)  # (P,) rows of images
         self.y = torch.from_numpy(np.searchsorted(rows, data.y[pairs])).to(device)
 
-    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n random pairs -> images (2n, 64, 64, 3): the n X images then their n Y partners; classes (2n, 6)."""
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random pairs -> (2n,) rows of `images`: the n X images then their n Y partners."""
         pick = torch.randint(len(self.x), (n,), generator=generator, device=self.x.device)
-        rows = torch.cat([self.x[pick], self.y[pick]])
+        return torch.cat([self.x[pick], self.y[pick]])
+
+    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n random pairs -> images (2n, 64, 64, 3), X images then Y partners; classes (2n, 6)."""
+        rows = self.draw(n, generator)
         return self.images[rows], self.classes[rows]
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,20 +223,27 @@ class Trainer:
         if update:
             opt.step()
 
-    def step(self, images: torch.Tensor, classes: torch.Tensor, *, update: bool = True) -> torch.Tensor:
+    def step(self, images: torch.Tensor, classes: torch.Tensor, *, update: bool = True, **precomputed
+             ) -> torch.Tensor:
         """One iteration on 2B images (X then Y) -> (len(terms),) detached loss terms.
 
         update=False: forward and backward only, what `bench` compares the loop against.
+        `precomputed`: what `precomputed(train, rows)` gave for these images.
         """
         raise NotImplementedError
+
+    def precomputed(self, train: "DevicePairs", rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs of `step` that depend only on the images and are computed once per split, looked up
+        for `rows`; none by default."""
+        return {}
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, train: DevicePairs, batch_size: int, n: int) -> None:
         """n iterations, nothing read back to the host."""
         for _ in range(n):
-            images, classes = train.pairs(batch_size, self.batch_gen)
-            terms = self.step(images, classes)
+            rows = train.draw(batch_size, self.batch_gen)  # (2B,)
+            terms = self.step(train.images[rows], train.classes[rows], **self.precomputed(train, rows))
             self.iteration += 1
             self.sums += terms
             self.count += 1
@@ -347,18 +359,46 @@ class ExclusiveTrainer(Trainer):
                        torch.Generator().manual_seed(seeds[0]))
         super().__init__(model, seeds, device, compile)
         self.shared = shared.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self._codes_for: DevicePairs | None = None  # the split `_codes` were computed for
+        self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
         d_params = set(self.model.discriminator.parameters())
         self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
                            "discriminator": _adam(self.model.discriminator.parameters(), lr)}
 
-    def step(self, images, classes, *, update=True):
+    @torch.no_grad()
+    def _shared_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen shared encoder on uint8 images, in batches -> S (N, shared_dim), C_sh (N, 8w_sh, 5, 5)."""
+        with self.autocast():
+            out = [self.shared(to_input(images[i:i + SHARED_CODES_BATCH]))
+                   for i in range(0, len(images), SHARED_CODES_BATCH)]
+        return torch.cat([s for s, _ in out]), torch.cat([f for _, f in out])
+
+    def precomputed(self, train, rows):
+        """S and C_sh of the batch, looked up in a table of the whole split computed once: the shared
+        encoder is frozen and in eval mode, so an image's codes never change, and a lookup replaces a
+        forward pass of a whole encoder per step (a quarter of the step at width 64). When the table
+        would take more than `devices.cache_budget` bytes, nothing: the step runs the encoder itself."""
+        if self._codes_for is not train:
+            self._codes_for, self._codes = train, None
+            n, w = len(train.images), self.shared.width
+            per_image = 4 * (self.shared.out_dim + 8 * w * MAP_SIZE * MAP_SIZE)  # float32 bytes
+            if n * per_image <= devices.cache_budget(self.device):
+                self._codes = self._shared_codes(train.images)
+        if self._codes is None:
+            return {}
+        s, fmap_sh = self._codes
+        return {"s": s[rows], "fmap_sh": fmap_sh[rows]}
+
+    def step(self, images, classes, *, update=True, s=None, fmap_sh=None):
+        """`s`, `fmap_sh`: the frozen shared encoder's codes of `images`, when looked up already."""
         x = to_input(images)  # (2B, 3, 64, 64)
         n_pairs = len(images) // 2
         negatives = losses.other_in_view(n_pairs, self.batch_gen, self.device)
         shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
         with self.autocast():
-            with torch.no_grad():
-                s, fmap_sh = self.shared(x)  # (2B, shared_dim), (2B, 8w_sh, 5, 5)
+            if s is None:
+                with torch.no_grad():
+                    s, fmap_sh = self.shared(x)  # (2B, shared_dim), (2B, 8w_sh, 5, 5)
             e, fmap_ex = self.model.encoder(x)
             d_loss = self.model.discriminator_loss(s, e.detach(), shuffle)
         # Alternate: D learns first, then the encoder plays against the updated D. The encoder's

@@ -31,7 +31,7 @@ import torch
 import typer
 from dvclive import Live
 
-from dismi import devices, sources, training
+from dismi import allocator, devices, sources, training
 from dismi.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.pairfile import PairData, load_pairs
 from stages import params as P
@@ -49,6 +49,7 @@ def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], mod
     # A failed run must not leave an older model looking current; the checkpoints and log are kept.
     guard_outputs([pairs, *inputs, params], [model], kept=[checkpoints, live])
     cfg = config.load(params)
+    allocator.keep_freed_memory()  # a step's large tensors reuse freed memory instead of faulting it in again
     with devices.claim(cfg.device) as claim:
         threads = claim.use()
         typer.echo(f"device {claim.device} ({devices.describe(claim.device)}), {threads} CPU thread(s)")

@@ -1,32 +1,38 @@
-"""Not a stage: iterations/s of both training loops next to the bare forward+backward of their networks.
+"""Not a stage: iterations/s of both training loops as the stages run them, beside the bare forward and
+backward of their networks and, with --reference, beside a plain implementation of the same step.
 
-The loop is the real one (`Trainer.run`: batch drawn on the device, step with optimizer updates,
-loss terms kept on the device); the bare figure is the same step on one fixed batch without the
-optimizers. Their gap is the loop's overhead. Random images: speed does not depend on content.
-The per-`log_every` read-back and test-batch accuracy are not in either figure. Weights and learning
-rates are the declared defaults of stages/params.py (the report's).
+The loop is the stages' own (`Trainer.run`: batch drawn on the device, the exclusive stage's table of
+frozen shared codes, step with optimizer updates, loss terms kept on the device; the process's allocator
+set as the stages set it), plus the work done every `log_every` iterations (reading the loss terms back,
+online accuracies on a test batch), timed apart and spread over its interval. The bare figure is one
+step on a fixed batch without the optimizers; their gap is the loop's overhead. The reference
+(dismi.reference) runs in a fresh process, as a plain script would. Random images: speed does not depend
+on content. Weights and learning rates are the declared defaults of stages/params.py (the report's).
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
 import torch
 import typer
 
-from dismi import training
+from dismi import allocator, training
 from dismi.factors import SIZES
-from dismi.pairfile import TRAIN, PairData
+from dismi.pairfile import TEST, TRAIN, PairData
 from stages import params as P
 
 
 def _random_pairs(n_pairs: int, seed: int = 0) -> PairData:
+    """n_pairs training pairs and as many test pairs of random images."""
     rng = np.random.default_rng(seed)
-    m = 2 * n_pairs
+    m = 4 * n_pairs
     classes = np.stack([rng.integers(0, s, m) for s in SIZES], axis=1)
     return PairData(images=rng.integers(0, 256, (m, 64, 64, 3), dtype=np.uint8), classes=classes,
-                    source=np.arange(m), x=np.arange(n_pairs), y=np.arange(n_pairs, m),
-                    split=np.full(n_pairs, TRAIN, dtype=np.uint8))
+                    source=np.arange(m), x=np.arange(0, m, 2), y=np.arange(1, m, 2),
+                    split=np.repeat(np.array([TRAIN, TEST], dtype=np.uint8), n_pairs))
 
 
 def _seconds(fn, n: int, device: torch.device) -> float:
@@ -41,29 +47,50 @@ def _seconds(fn, n: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / n
 
 
-def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, warmup: int, rounds: int
-             ) -> tuple[float, float]:
-    """-> (loop seconds per iteration, bare forward+backward seconds per iteration).
+def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, warmup: int, rounds: int,
+             log_every: int) -> tuple[float, float]:
+    """-> (loop seconds per iteration with the per-log work spread over log_every iterations,
+    bare forward+backward seconds per iteration).
 
-    The two alternate for `rounds` rounds and each keeps its fastest round, so a burst of load from
+    Loop and bare alternate for `rounds` rounds and each keeps its fastest round, so a burst of load from
     another process on a shared machine does not land on one side only.
     """
-    train = training.DevicePairs(data, TRAIN, trainer.device)
-    images, classes = train.pairs(batch, trainer.batch_gen)
+    train, test = training.DevicePairs(data, TRAIN, trainer.device), training.DevicePairs(data, TEST, trainer.device)
+    rows = train.draw(batch, trainer.batch_gen)
+    fixed = (train.images[rows], train.classes[rows], trainer.precomputed(train, rows))
     trainer.run(train, batch, warmup)
     for _ in range(warmup):
-        trainer.step(images, classes, update=False)
-    loop = bare = float("inf")
+        trainer.step(fixed[0], fixed[1], update=False, **fixed[2])
+    loop = bare = logging = float("inf")
     for _ in range(rounds):
         loop = min(loop, _seconds(lambda: trainer.run(train, batch, iters), 1, trainer.device) / iters)
-        bare = min(bare, _seconds(lambda: trainer.step(images, classes, update=False), iters, trainer.device))
-    return loop, bare
+        bare = min(bare, _seconds(lambda: trainer.step(fixed[0], fixed[1], update=False, **fixed[2]), iters,
+                                  trainer.device))
+        logging = min(logging, _seconds(lambda: (trainer._mean_terms(), trainer.online_accuracy(test)), 1,
+                                        trainer.device))
+    return loop + logging / log_every, bare
 
 
-def _report(name: str, trainer: training.Trainer, data: PairData, batch: int, iters: int, warmup: int,
-            rounds: int) -> None:
-    loop, bare = _measure(trainer, data, batch, iters, warmup, rounds)
-    typer.echo(f"{name:<10} {1 / loop:>10.2f} {1 / bare:>13.2f} {100 * (loop / bare - 1):>8.1f}%")
+def _profile(trainer: training.Trainer, data: PairData, batch: int, iters: int, rows: int) -> str:
+    """torch.profiler's table of the ops of `iters` loop iterations, by self time, grouped by input shapes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train = training.DevicePairs(data, TRAIN, trainer.device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        trainer.run(train, batch, iters)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+    key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows, max_name_column_width=32,
+                                                              max_shapes_column_width=70)
+
+
+def _reference(width: int, batch: int, iters: int) -> float:
+    """Seconds per step of dismi.reference in a fresh Python process (default allocator and threads)."""
+    code = f"from dismi.reference import seconds_per_step; print(seconds_per_step({width}, {batch}, {iters}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the paper's)."),
@@ -72,19 +99,30 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
          iters: int = typer.Option(5, min=1, help="Timed iterations per round."),
          rounds: int = typer.Option(3, min=1, help="Rounds; each figure is its fastest round."),
          warmup: int = typer.Option(2, min=0, help="Untimed iterations first."),
+         log_every: int = typer.Option(250, min=1, help="Iterations between logs, as the param."),
          device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
          compile: bool = typer.Option(False, help="torch.compile the encoders and statistics networks."),
+         reference: bool = typer.Option(False, help="Also time dismi.reference, the plain shared step (CPU)."),
+         profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
          seed: int = typer.Option(0, help="Seed of the random images and the networks.")) -> None:
     dev = training.resolve_device(device)
+    ref = _reference(width, batch, max(iters, 5)) if reference else None  # first: nothing else runs yet
+    allocator.keep_freed_memory()  # as the stages do
     data = _random_pairs(max(2 * batch, 64), seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    typer.echo(f"device {dev}{threads}; width {width}, dims {dim}, batch {batch} pairs; "
-               f"best of {rounds} rounds of {iters} iterations, after {warmup}{'; compiled' if compile else ''}")
+    typer.echo(f"device {dev}{threads}; width {width}, dims {dim}, batch {batch} pairs; best of {rounds} rounds "
+               f"of {iters} iterations, after {warmup}; log every {log_every}{'; compiled' if compile else ''}")
+    typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'x reference':>12}")
+    if ref is not None:
+        typer.echo(f"{'reference':<10} {1 / ref:>10.3f} {'':>13} {'':>9} {1.0:>12.2f}")
     sizes = {"width": width, "dim": dim, "seed": seed}
     shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev, compile=compile)
-    typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9}")
-    _report("shared", shared, data, batch, iters, warmup, rounds)
-    # Built after the shared figures: it freezes the encoder it is given.
-    exclusive = training.ExclusiveTrainer(shared=shared.model.encoder, device=dev, compile=compile,
-                                          **P.TrainExclusive.defaults(**sizes).trainer_args())
-    _report("exclusive", exclusive, data, batch, iters, warmup, rounds)
+    for name, trainer in (("shared", shared), ("exclusive", None)):
+        if trainer is None:  # built after the shared figures: it freezes the encoder it is given
+            trainer = training.ExclusiveTrainer(shared=shared.model.encoder, device=dev, compile=compile,
+                                                **P.TrainExclusive.defaults(**sizes).trainer_args())
+        loop, bare = _measure(trainer, data, batch, iters, warmup, rounds, log_every)
+        speedup = f"{ref / loop:>12.2f}" if ref is not None else ""
+        typer.echo(f"{name:<10} {1 / loop:>10.3f} {1 / bare:>13.3f} {100 * (loop / bare - 1):>8.1f}% {speedup}")
+        if profile:
+            typer.echo(f"{name} loop, {iters} iterations:\n{_profile(trainer, data, batch, iters, profile)}")

@@ -188,3 +188,46 @@ def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(p
     for png in ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves"):
         images = plots[f"metrics/plots/{png}.png"]
         assert {i["type"] for i in images} == {"image"} and {r for i in images for r in i["revisions"]} == set(runs)
+
+
+@pytest.mark.slow
+def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, tmp_path):
+    """Machine A runs one configuration with the Slurm recipe (docs/runners/slurm_array.sh, as array task 0)
+    and pushes it; machine B sees it, compares it and pulls its models without training anything."""
+    dst, _ = project
+    _sh(dst, "git", "checkout", "-q", "--", ".")  # the committed baseline, whatever ran before
+    _dvc(dst, "checkout", "-q")
+    store, origin = tmp_path / "dvc-store", tmp_path / "origin.git"
+    _dvc(dst, "remote", "add", "-f", "-d", "store", str(store))
+    _sh(dst, "git", "add", "-A")
+    _sh(dst, "git", "commit", "-qm", "baseline and its DVC remote", "--allow-empty")
+    _dvc(dst, "push", "-q")  # the baseline's data and models, as its author would
+    _sh(tmp_path, "git", "clone", "-q", "--bare", str(dst), str(origin))
+    commit = _sh(dst, "git", "rev-parse", "HEAD", stdout_only=True).strip()
+
+    runs = tmp_path / "runs.txt"
+    runs.write_text("other-lambda lambda_adv=0.04 seed=0\n")
+    env_a = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "a", "DISMI_SCRATCH": str(tmp_path / "a")}
+    r = subprocess.run(["bash", str(REPO / "docs" / "runners" / "slurm_array.sh"), str(origin), commit, str(runs)],
+                       cwd=tmp_path, env=_env() | env_a, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ran, _ = _ran(r.stdout + r.stderr)
+    # --pull --allow-missing: A pulled the baseline's upstream outputs instead of recomputing them
+    assert ran == {"train_exclusive", "evaluate", "plot"}, r.stdout + r.stderr
+    assert "pushed experiment other-lambda" in r.stdout
+
+    b = tmp_path / "b"
+    _sh(tmp_path, "git", "clone", "-q", str(origin), str(b))
+    _dvc(b, "exp", "pull", "origin", "other-lambda")
+    assert "other-lambda" in _dvc(b, "exp", "show", "--csv", stdout_only=True)
+    exp_rev = _dvc(b, "exp", "show", "--json", stdout_only=True)
+    rev = next(e["rev"] for row in json.loads(exp_rev) for e in row.get("experiments") or []
+               for e in [e["revs"][0]] if e.get("name") == "other-lambda")
+    diff = json.loads(_dvc(b, "metrics", "diff", "HEAD", rev, "--all", "--json", stdout_only=True))
+    assert "exclusive.distance_to_ideal" in diff["metrics/evaluate.json"]
+    _dvc(b, "exp", "apply", "other-lambda")
+    _dvc(b, "pull", "-q")
+    assert (b / "models" / "exclusive.pt").stat().st_size > 0
+    assert "up to date" in _dvc(b, "status").lower()  # B's workspace is A's run: nothing to retrain
+    assert _sh(b, "git", "hash-object", "models/exclusive.pt", stdout_only=True) == \
+        _sh(tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/exclusive.pt", stdout_only=True)

@@ -114,18 +114,26 @@ def summary_table(s: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lambda_curve(summaries: Sequence[Summary], prefix: str = "lambda") -> list[Summary]:
-    """The groups named `<prefix>...` that each hold one lambda_adv value, sorted by it (paper Fig. 5)."""
+def lambda_curve(summaries: Sequence[Summary], prefix: str = "lambda", baseline: str | None = None
+                 ) -> list[Summary]:
+    """The groups named `<prefix>...` that each hold one lambda_adv value, sorted by it (paper Fig. 5).
+
+    The `baseline` group joins them as one more point when no lambda group has its lambda_adv, so the
+    profile need not be run twice under two names."""
     chosen = [s for s in summaries if s.group.startswith(prefix) and "lambda_adv" in s.params]
+    values = {float(s.params["lambda_adv"]) for s in chosen}
+    chosen += [s for s in summaries if chosen and s.group == baseline and "lambda_adv" in s.params
+               and float(s.params["lambda_adv"]) not in values]
     return sorted(chosen, key=lambda s: float(s.params["lambda_adv"]))
 
 
-ABLATED = ("switched", "gamma", "alpha_sh", "beta_sh")
+ABLATED = ("switched", "gamma", "alpha_sh", "beta_sh", "l1_reduce")
 
 
 def ablation_table(summaries: Sequence[Summary], baseline: str, prefix: str = "ablation") -> str:
     """Markdown: S's held-out accuracies, mean ± std, for the baseline group and the groups named
-    `<prefix>...` (paper Tables 6-7: no switching, gamma = 0, alpha = 0, beta = 0)."""
+    `<prefix>...` (paper Tables 6-7: no switching, gamma = 0, alpha = 0, beta = 0; and eq. 6's L1 averaged
+    over coordinates, as earlier implementations did)."""
     chosen = [s for s in summaries if s.group == baseline] + [s for s in summaries if s.group.startswith(prefix)]
     head = ["group", "runs", *ABLATED, *(f"S {f}" for f in FACTORS), "S distance"]
     lines = ["Held-out accuracy (%) of the paper probe on S, mean ± std over runs; ideal: 100 on scale, shape, "

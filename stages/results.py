@@ -87,7 +87,7 @@ def main(
         b = by_name[baseline]
         plotting.save_figure(plotting.accuracy_over_seeds(b.mean, b.std, b.n, baseline), out / "accuracy_seeds.png")
         wrote.append("accuracy_seeds.png")
-    curve = studies.lambda_curve(summaries)
+    curve = studies.lambda_curve(summaries, baseline=baseline)
     if curve:
         lambdas = np.array([float(s.params["lambda_adv"]) for s in curve])
         for probe in ("paper", "wide"):

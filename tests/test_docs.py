@@ -12,3 +12,15 @@ def test_every_cited_section_of_docs_facts_exists():
              for section in re.findall(r'docs/facts\.md, "([^"]+)"', path.read_text())}
     assert cited, "no docstring cites docs/facts.md"
     assert {c for c in cited if c[1] not in headings} == set(), f"sections of docs/facts.md: {sorted(headings)}"
+
+
+def test_every_named_run_in_the_docs_can_be_run_twice():
+    """DVC refuses a second `dvc exp run -n NAME` ("Experiment conflicts with existing experiment"): every
+    code block that names runs removes that name first (`dvc exp remove -q NAME`, silent when absent)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    offending = []
+    for page in pages:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+            if re.search(r"dvc exp run[^\n]*\s-n\s", block) and "dvc exp remove -q" not in block:
+                offending.append(f"{page.name}: {block.splitlines()[0]}")
+    assert offending == []

@@ -59,6 +59,11 @@ def test_lambda_curve_sorts_the_lambda_groups_by_their_value():
     curve = studies.lambda_curve(studies.summarise(runs))
     assert [s.group for s in curve] == ["lambda-0", "lambda-0.05"]
     assert curve[0].mean["paper/exclusive/floor_hue"] == pytest.approx(0.8)
+    # the baseline joins as the point at its own lambda_adv, unless a lambda group already has that value
+    with_baseline = studies.lambda_curve(studies.summarise(runs), baseline="profile")
+    assert [s.group for s in with_baseline] == ["lambda-0", "profile", "lambda-0.05"]
+    runs.append(_run("lambda-0.01-seed0", 0.4, lambda_adv=0.01))
+    assert "profile" not in [s.group for s in studies.lambda_curve(studies.summarise(runs), baseline="profile")]
 
 
 def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
@@ -68,6 +73,7 @@ def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| group")]
     assert rows[0].startswith("| profile (baseline) | 1 | True | 0.1 |")
     assert rows[1].startswith("| ablation-gamma0 | 1 | True | 0.0 |")
+    assert "l1_reduce" in md.splitlines()[2]
     assert "| 30.0 ± 0.0 |" in rows[1]
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One queued dismi configuration per Slurm array task, on any number of machines that share nothing but
-# a git remote and a DVC remote (docs/experiments.md, "Beyond one machine").
+# a git remote and a DVC remote (README, "Beyond one machine").
 #
 #   sbatch --array=0-$(( $(grep -c . runs.txt) - 1 )) docs/runners/slurm_array.sh <git-url> <commit> runs.txt
 #
@@ -41,5 +41,5 @@ git checkout -q "$rev"
 args=()
 for s in $settings; do args+=(-S "$s"); done
 dvc exp run --pull --allow-missing -n "$name" "${args[@]}"
-dvc exp push origin "$name"
+dvc exp push -f origin "$name"  # -f: a rerun of the task replaces its earlier push
 echo "pushed experiment $name"

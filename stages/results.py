@@ -30,12 +30,15 @@ def _unflatten(flat: dict) -> dict:
 
 
 def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
-    """Named experiments from `dvc.api.exp_show()` rows (flat columns: a column is prefixed with its
-    file, `params.yaml:seed`, only where two files share a name)."""
+    """Named, finished experiments from `dvc.api.exp_show()` rows (flat columns: a column is prefixed with
+    its file, `params.yaml:seed`, only where two files share a name)."""
     runs = []
     for row in rows:
         name = row.get("Experiment")
         if not name or row.get("rev") == "workspace":
+            continue
+        if row.get("State") not in (None, "Success"):
+            # queued, running or failed: DVC shows such a row with its baseline's metrics, not its own
             continue
         params, metrics = {}, {}
         for key, value in row.items():

@@ -100,6 +100,13 @@ def test_runs_from_exp_show_skip_workspace_and_unnamed_rows():
     assert "step" not in run.params  # file-prefixed columns belong to other files
 
 
+def test_runs_from_exp_show_skip_queued_running_and_failed_experiments():
+    # DVC fills such rows with their baseline's metrics: counted, they would pose as results
+    rows = [{**_row(f"lambda-1-seed{k}", k, 0.5, lambda_adv=1.0), "State": state}
+            for k, state in enumerate(("Running", "Failed", "Queued", "Success", None))]
+    assert [r.name for r in runs_from_exp_show(rows)] == ["lambda-1-seed3", "lambda-1-seed4"]
+
+
 def test_results_cli_writes_tables_and_figures(tmp_path):
     rows = [_row(f"profile-seed{k}", k, 0.2 * (k + 1), lambda_adv=0.01) for k in range(3)]
     rows += [_row(f"lambda-0.05-seed{k}", k, 0.5, lambda_adv=0.05) for k in range(2)]

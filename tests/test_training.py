@@ -133,12 +133,19 @@ def test_two_seeded_runs_give_identical_weights_and_another_seed_does_not(tmp_pa
                            _weights(shared_run / "shared.pt")["dense.weight"])
 
 
-def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
-        tmp_path, pairs_file, shared_run, monkeypatch):
+def _killed_run(monkeypatch, tmp_path, stage, pairs_file, **overrides):
+    """Run `stage` interrupted at its second checkpoint -> the failed run's result."""
     with monkeypatch.context() as m:
         _interrupt_at_second_checkpoint(m)
-        first = _run(tmp_path, "train-shared", pairs_file)
-    assert first.exit_code != 0 and not (tmp_path / "shared.pt").exists()
+        result = _run(tmp_path, stage, pairs_file, **overrides)
+    assert result.exit_code != 0
+    return result
+
+
+def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
+        tmp_path, pairs_file, shared_run, monkeypatch):
+    _killed_run(monkeypatch, tmp_path, "train-shared", pairs_file)
+    assert not (tmp_path / "shared.pt").exists()
     assert _checkpoint_iteration(tmp_path, "shared") == 20
     assert [s for s, _ in _tsv(tmp_path, "shared", "mi/global")] == [10, 20, 30, 40]  # logged past it
     # DVC deletes a stage's outputs before it reruns it, the dvclive directory too: the curves logged
@@ -156,9 +163,7 @@ def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stop
 
 def test_a_killed_run_whose_checkpoint_every_changed_still_resumes(tmp_path, pairs_file, shared_run, monkeypatch):
     # checkpoint_every changes no output, so DVC does not track it and the checkpoint does not depend on it.
-    with monkeypatch.context() as m:
-        _interrupt_at_second_checkpoint(m)
-        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
+    _killed_run(monkeypatch, tmp_path, "train-shared", pairs_file)
     second = _run(tmp_path, "train-shared", pairs_file, checkpoint_every=7)
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
@@ -177,9 +182,7 @@ def _code_copy(tmp_path: Path) -> Path:
 def test_a_killed_run_resumes_only_with_the_code_that_made_its_checkpoint(tmp_path, pairs_file, monkeypatch, edited):
     root = _code_copy(tmp_path)
     monkeypatch.setattr(_driver, "CODE_ROOT", root)  # the code hash is read from this copy
-    with monkeypatch.context() as m:
-        _interrupt_at_second_checkpoint(m)
-        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
+    _killed_run(monkeypatch, tmp_path, "train-shared", pairs_file)
     assert _checkpoint_iteration(tmp_path, "shared") == 20
     if edited:
         with open(root / edited, "a") as f:
@@ -203,9 +206,7 @@ def test_the_code_hash_covers_exactly_the_files_dvc_yaml_lists_for_the_stage():
 
 
 def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run, monkeypatch):
-    with monkeypatch.context() as m:
-        _interrupt_at_second_checkpoint(m)
-        assert _run(tmp_path, "train-shared", pairs_file).exit_code != 0
+    _killed_run(monkeypatch, tmp_path, "train-shared", pairs_file)
     result = _run(tmp_path, "train-shared", pairs_file, gamma=0.5)
     assert result.exit_code == 0, result.output
     assert "starting fresh" in result.output
@@ -264,9 +265,7 @@ def test_exclusive_stage_keeps_the_shared_encoder_frozen(exclusive_run, shared_r
 
 def test_killed_exclusive_run_resumes_and_ends_as_if_never_stopped(
         tmp_path, pairs_file, shared_run, exclusive_run, monkeypatch):
-    with monkeypatch.context() as m:
-        _interrupt_at_second_checkpoint(m)
-        assert _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt").exit_code != 0
+    _killed_run(monkeypatch, tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     shutil.rmtree(tmp_path / "live_exclusive")  # as DVC does before a rerun
     second = _run(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     assert second.exit_code == 0, second.output

@@ -132,7 +132,8 @@ def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: M
     """Paper Fig. 5: held-out accuracy of the classifier on E per factor as lambda_adv varies.
 
     `lambdas` (L,) one value per group of runs; `mean[factor]`, `std[factor]` (L,) fractions over
-    the group's seeds, drawn as error bars. Chance levels (dashed) are the official grid's.
+    the group's seeds, drawn as error bars. Chance levels (dashed) are the official grid's. Values two
+    decades or more apart get a log axis (linear below the smallest positive value, where 0 is).
     """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
@@ -142,6 +143,13 @@ def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: M
         ax.errorbar(x, 100 * np.asarray(mean[f]), yerr=100 * np.asarray(std[f]), marker="o", capsize=3,
                     color=colour, label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)")
         ax.axhline(100 * chance_level(n), color=colour, linestyle="--", linewidth=0.8)
+    positive = x[x > 0]
+    if len(positive) > 1 and positive.max() / positive.min() >= 100:
+        if len(positive) == len(x):
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
+            ax.set_xlim(left=0)
     ax.set_xlabel("lambda_adv (weight of the adversarial term)")
     ax.set_ylabel(f"held-out accuracy of the {probe} probe on E (%)")
     ax.set_ylim(0, 102)

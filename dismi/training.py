@@ -19,10 +19,14 @@ from dismi import devices, losses
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import atomic_write
-from dismi.networks import MAP_SIZE, Encoder, GlobalStatistics, LocalStatistics, seeded, to_input
+from dismi.networks import MAP_SIZE, Encoder, seeded, to_input
 from dismi.objectives import ExclusiveModel, SharedModel
 from dismi.pairfile import TEST, TRAIN, PairData
 
+# torch.compile's backend. On CPUs inductor is refused: with torch 2.13 it computed a wrong gradient for one
+# online classifier of the whole shared step, and the step ran slower (docs/performance.md); tests compile
+# the same step with "aot_eager" (graph capture and AOTAutograd, eager kernels) to check the compiled path.
+COMPILE_BACKEND = "inductor"
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
 MODEL_KINDS = ("shared", "exclusive")
@@ -208,10 +212,24 @@ class Trainer:
         self.sums = torch.zeros(len(self.terms), device=device)  # per-term sums since the last log
         self.count = 0
         self.first_bad = torch.full((len(self.terms),), -1, dtype=torch.long, device=device)
-        if compile:
-            for m in self.model.modules():
-                if isinstance(m, (Encoder, GlobalStatistics, LocalStatistics)):
-                    m.compile()  # in place: parameter names, hence checkpoints, stay the same
+        if compile and device.type == "cpu" and COMPILE_BACKEND == "inductor":
+            raise DismiError("compile=true is for CUDA devices: on CPUs torch's inductor ran the step slower and "
+                             "computed a wrong gradient (docs/performance.md); set compile to false")
+        self.compiled = compile
+
+    def _compile(self, fn: Callable) -> Callable:
+        """`fn` compiled when the trainer compiles (whole forward passes, so the statistics networks'
+        embed/score calls are inside; AOTAutograd compiles their backward), else `fn` itself. On CUDA
+        with CUDA graphs: one replay instead of a step's ~2,000 kernel launches (docs/performance.md).
+        The modules are not touched: parameter names, hence checkpoints, stay the same."""
+        if not self.compiled:
+            return fn
+        cuda_graphs = self.device.type == "cuda" and COMPILE_BACKEND == "inductor"
+        return torch.compile(fn, backend=COMPILE_BACKEND, mode="reduce-overhead" if cuda_graphs else None)
+
+    def _begin_step(self) -> None:
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs are no longer read
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -337,12 +355,14 @@ class SharedTrainer(Trainer):
         super().__init__(model, seeds, device, compile)
         # One optimizer: the classifiers see detached codes, so their loss only reaches them.
         self.optimizers = {"main": _adam(self.model.parameters(), lr)}
+        self._terms = self._compile(self.model)
 
     def step(self, images, classes, *, update=True):
+        self._begin_step()
         x = to_input(images)  # (2B, 3, 64, 64)
         negatives = losses.other_in_view(len(images) // 2, self.batch_gen, self.device)
         with self.autocast():
-            terms = self.model(x, classes, negatives)
+            terms = self._terms(x, classes, negatives)
         self._backward("main", terms["total"] + terms["classifier"], update)
         return torch.stack([terms[k].detach().float() for k in self.terms])
 
@@ -364,6 +384,10 @@ class ExclusiveTrainer(Trainer):
         d_params = set(self.model.discriminator.parameters())
         self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
                            "discriminator": _adam(self.model.discriminator.parameters(), lr)}
+        # Three compiled regions: D's update sits between the encoder's forward and the encoder's loss.
+        self._encode = self._compile(self.model.encoder)
+        self._d_loss = self._compile(self.model.discriminator_loss)
+        self._terms = self._compile(self.model)
 
     @torch.no_grad()
     def _shared_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -391,6 +415,7 @@ class ExclusiveTrainer(Trainer):
 
     def step(self, images, classes, *, update=True, s=None, fmap_sh=None):
         """`s`, `fmap_sh`: the frozen shared encoder's codes of `images`, when looked up already."""
+        self._begin_step()
         x = to_input(images)  # (2B, 3, 64, 64)
         n_pairs = len(images) // 2
         negatives = losses.other_in_view(n_pairs, self.batch_gen, self.device)
@@ -399,13 +424,13 @@ class ExclusiveTrainer(Trainer):
             if s is None:
                 with torch.no_grad():
                     s, fmap_sh = self.shared(x)  # (2B, shared_dim), (2B, 8w_sh, 5, 5)
-            e, fmap_ex = self.model.encoder(x)
-            d_loss = self.model.discriminator_loss(s, e.detach(), shuffle)
+            e, fmap_ex = self._encode(x)
+            d_loss = self._d_loss(s, e.detach(), shuffle)
         # Alternate: D learns first, then the encoder plays against the updated D. The encoder's
         # backward also leaves gradients in D; D's next zero_grad discards them.
         self._backward("discriminator", d_loss, update)
         with self.autocast():
-            terms = self.model(s, fmap_sh, e, fmap_ex, classes, negatives)
+            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives)
         self._backward("main", terms["total"] + terms["classifier"], update)
         terms["adv_discriminator"] = d_loss
         return torch.stack([terms[k].detach().float() for k in self.terms])

@@ -96,16 +96,7 @@ def main(
         for probe in ("paper", "wide"):
             mean = {f: np.array([s.mean[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
             std = {f: np.array([s.std[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
-            fig = plotting.lambda_adv_curve(lambdas, mean, std, probe)
-            if (lambdas > 0).sum() > 1 and lambdas.max() / lambdas[lambdas > 0].min() >= 100:
-                # values two decades or more apart: a log axis (linear below the smallest, where 0 is)
-                ax = fig.axes[0]
-                if (lambdas > 0).all():
-                    ax.set_xscale("log")
-                else:
-                    ax.set_xscale("symlog", linthresh=float(lambdas[lambdas > 0].min()))
-                    ax.set_xlim(left=0)
-            plotting.save_figure(fig, out / f"lambda_adv_{probe}.png")
+            plotting.save_figure(plotting.lambda_adv_curve(lambdas, mean, std, probe), out / f"lambda_adv_{probe}.png")
             wrote.append(f"lambda_adv_{probe}.png")
     if any(s.group.startswith("ablation") for s in summaries):
         write_text_atomic(out / "ablations.md", studies.ablation_table(summaries, baseline))

@@ -120,3 +120,17 @@ def test_held_out_curves_plot_each_probe_and_representation_against_iterations()
     assert [line.get_xdata().tolist() for line in ax.lines[:4]] == [[100, 200]] * 4
     assert ax.lines[0].get_ydata().tolist() == pytest.approx([20.0, 40.0])
     assert fig.axes[6].lines[0].get_ydata().tolist() == pytest.approx([0.6, 1.2])  # distance, not in percent
+
+
+@pytest.mark.parametrize("lambdas, scale", [([0.0, 0.05], "linear"), ([0.01, 0.1, 1.0], "log"),
+                                            ([0.0, 0.01, 1.0], "symlog"), ([0.0, 0.01], "linear")])
+def test_lambda_curve_uses_a_log_axis_when_the_values_span_two_decades(lambdas, scale):
+    n = len(lambdas)
+    fig = plotting.lambda_adv_curve(np.array(lambdas), {f: np.full(n, 0.5) for f in FACTORS},
+                                    {f: np.zeros(n) for f in FACTORS})
+    ax = fig.axes[0]
+    assert ax.get_xscale() == scale
+    low, high = ax.get_xlim()
+    assert low <= min(lambdas) and high >= max(lambdas)  # every point inside the axis
+    if scale == "symlog":
+        assert low == 0

@@ -36,7 +36,9 @@ def seeded(factory: Callable[[], M], generator: torch.Generator) -> M:
         module = factory()
     module.to_empty(device="cpu")
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+        if hasattr(m, "seeded_init"):
+            m.seeded_init(generator)
+        elif isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
             if m.bias is not None:
                 bound = 1.0 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
@@ -175,6 +177,87 @@ class Classifier(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.mlp(z)  # (B, n_classes) logits
+
+
+class ClassifierBank(nn.Module):
+    """K Table V classifiers on the same input, computed as one: each layer's K weight blocks in one
+    (K, out, in) tensor, so a step runs a few batched ops instead of K times as many small ones (the
+    twelve online classifiers were a third of a step's ops: the launches a GPU waits on).
+
+    Classifier k has `hidden[k]` units and `n_classes[k]` classes; blocks are zero-padded to the
+    largest. The padding stays inert and zero under training: its units see zero weights, so they
+    output 0 and send no gradient, and the padded classes' logits are -inf (no probability, no
+    gradient). So the bank computes what K `Classifier` modules compute (`from_classifiers` copies
+    them in; a test compares losses, gradients and Adam steps). Returns LOGITS (B, K, max classes).
+    """
+
+    def __init__(self, in_dim: int, n_classes: list[int], hidden: list[int]):
+        super().__init__()
+        if len(n_classes) != len(hidden) or not n_classes:
+            raise ValueError(f"one hidden width per classifier: {n_classes} classes, {hidden} hidden")
+        k, h, c = len(n_classes), max(hidden), max(n_classes)
+        self.in_dim, self.n_classes, self.hidden = in_dim, list(n_classes), list(hidden)
+        self.w1, self.b1 = nn.Parameter(torch.empty(k * h, in_dim)), nn.Parameter(torch.empty(k * h))
+        self.bn1 = nn.BatchNorm1d(k * h)  # per unit, so one over K * H units is K separate ones
+        self.w2, self.b2 = nn.Parameter(torch.empty(k, h, h)), nn.Parameter(torch.empty(k, h))
+        self.bn2 = nn.BatchNorm1d(k * h)
+        self.w3, self.b3 = nn.Parameter(torch.empty(k, c, h)), nn.Parameter(torch.empty(k, c))
+        self.register_buffer("valid", self._valid(), persistent=False)  # (K, C): real classes
+
+    def _valid(self) -> torch.Tensor:
+        return torch.arange(max(self.n_classes)) < torch.tensor(self.n_classes)[:, None]
+
+    def blocks(self) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
+        """(weight, bias, rows, columns) of every classifier's real block of every dense layer, as views."""
+        k, h = len(self.hidden), max(self.hidden)
+        w1, b1 = self.w1.view(k, h, self.in_dim), self.b1.view(k, h)
+        out = []
+        for i, (hid, n) in enumerate(zip(self.hidden, self.n_classes)):
+            out += [(w1[i, :hid], b1[i, :hid], hid, self.in_dim), (self.w2[i, :hid, :hid], self.b2[i, :hid], hid, hid),
+                    (self.w3[i, :n, :hid], self.b3[i, :n], n, hid)]
+        return out
+
+    @torch.no_grad()
+    def seeded_init(self, generator: torch.Generator) -> None:
+        """nn.Linear's default initialisation of each real block (U(+-1/sqrt(fan_in))), zeros elsewhere."""
+        for p in (self.w1, self.b1, self.w2, self.b2, self.w3, self.b3):
+            p.zero_()
+        for weight, bias, _, fan_in in self.blocks():
+            bound = 1.0 / math.sqrt(fan_in)
+            weight.uniform_(-bound, bound, generator=generator)
+            bias.uniform_(-bound, bound, generator=generator)
+        self.bn1.reset_parameters()
+        self.bn2.reset_parameters()
+        self.valid.copy_(self._valid())  # seeded() builds on the meta device: buffers need filling too
+
+    @classmethod
+    def from_classifiers(cls, classifiers: list["Classifier"]) -> "ClassifierBank":
+        """A bank computing what `classifiers` (same input size) compute, their weights copied in."""
+        dense = [[m for m in c.mlp if isinstance(m, nn.Linear)] for c in classifiers]
+        bank = cls(dense[0][0].in_features, [d[2].out_features for d in dense], [d[0].out_features for d in dense])
+        h = max(bank.hidden)
+        with torch.no_grad():
+            for p in bank.parameters():
+                p.zero_()
+            for (weight, bias, _, _), layer in zip(bank.blocks(), [layer for d in dense for layer in d]):
+                weight.copy_(layer.weight)
+                bias.copy_(layer.bias)
+            for i, c in enumerate(classifiers):
+                norms = [m for m in c.mlp if isinstance(m, nn.BatchNorm1d)]
+                for mine, theirs in zip((bank.bn1, bank.bn2), norms):
+                    n = theirs.num_features
+                    for name in ("weight", "bias", "running_mean", "running_var"):
+                        getattr(mine, name)[i * h:i * h + n] = getattr(theirs, name)
+                    mine.num_batches_tracked.copy_(theirs.num_batches_tracked)
+        return bank
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        b, (k, h) = len(z), self.w2.shape[:2]
+        x = torch.relu(self.bn1(nn.functional.linear(z, self.w1, self.b1)))  # (B, K * H)
+        x = torch.einsum("bki,koi->bko", x.view(b, k, h), self.w2) + self.b2  # (B, K, H)
+        x = torch.relu(self.bn2(x.reshape(b, k * h))).view(b, k, h)
+        logits = torch.einsum("bki,koi->bko", x, self.w3) + self.b3  # (B, K, C)
+        return logits.masked_fill(~self.valid, float("-inf"))
 
 
 @torch.no_grad()

@@ -12,20 +12,23 @@ from torch import nn
 
 from dismi import losses
 from dismi.factors import SIZES
-from dismi.networks import PROBES, Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, probe_hidden
+from dismi.networks import (PROBES, ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics,
+                            probe_hidden)
 
 
 def _classifiers(dim: int) -> nn.ModuleDict:
-    """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide)."""
-    return nn.ModuleDict({probe: nn.ModuleList(Classifier(dim, n, hidden=probe_hidden(probe, n)) for n in SIZES)
+    """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide), each
+    kind's six as one ClassifierBank: logits (B, factors, classes)."""
+    return nn.ModuleDict({probe: ClassifierBank(dim, list(SIZES), [probe_hidden(probe, n) for n in SIZES])
                           for probe in PROBES})
 
 
 def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
     rep = rep.detach()
-    return torch.stack([losses.classifier_loss(clf(rep), classes[:, f])
-                        for heads in classifiers.values() for f, clf in enumerate(heads)]).mean()
+    # every classifier sees the same batch, so the mean over (image, factor) is the mean of their means
+    return torch.stack([losses.classifier_loss(bank(rep).flatten(0, 1), classes.flatten())
+                        for bank in classifiers.values()]).mean()
 
 
 class SharedModel(nn.Module):

@@ -23,9 +23,10 @@ from dismi.networks import MAP_SIZE, Encoder, seeded, to_input
 from dismi.objectives import ExclusiveModel, SharedModel
 from dismi.pairfile import TEST, TRAIN, PairData
 
-# torch.compile's backend. On CPUs inductor is refused: with torch 2.13 it computed a wrong gradient for one
-# online classifier of the whole shared step, and the step ran slower (docs/performance.md); tests compile
-# the same step with "aot_eager" (graph capture and AOTAutograd, eager kernels) to check the compiled path.
+# torch.compile's backend. On CPUs inductor is refused: with torch 2.13 and one thread it computed a wrong
+# gradient for an online classifier of the whole shared step, and with two the step ran slower
+# (docs/performance.md); tests compile the same step with "aot_eager" (graph capture and AOTAutograd, eager
+# kernels) to check the compiled path.
 COMPILE_BACKEND = "inductor"
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
@@ -313,9 +314,8 @@ class Trainer:
         try:
             with self.autocast():
                 rep = self.model.encoder(to_input(images))[0]  # (n, dim): S or E
-                hits = {probe: torch.stack([(clf(rep).argmax(1) == classes[:, f]).float().mean()
-                                            for f, clf in enumerate(heads)])
-                        for probe, heads in self.model.classifiers.items()}
+                hits = {probe: (bank(rep).argmax(2) == classes).float().mean(0)  # (factors,)
+                        for probe, bank in self.model.classifiers.items()}
         finally:
             self.model.train()
         return {f"{ONLINE_PREFIX[probe]}/{self.representation}/{name}": a

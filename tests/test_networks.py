@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dismi.errors import DismiError
-from dismi.networks import (Classifier, Discriminator, Encoder, GlobalStatistics, LocalStatistics, encode, seeded,
+from dismi.networks import (Classifier, ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics, encode, seeded,
                             to_input)
 from dismi.objectives import ExclusiveModel, SharedModel
 
@@ -130,3 +131,78 @@ def test_encode_runs_in_eval_mode_in_batches_and_restores_mode():
 def test_encode_rejects_float_images_with_one_line():
     with pytest.raises(DismiError, match="uint8 array of shape"):
         encode(Encoder(4, 8), np.zeros((2, 64, 64, 3), dtype=np.float32))
+
+
+BANKS = {"paper": ([10, 10, 10, 8, 4, 15], [10, 10, 10, 8, 4, 15]), "wide": ([10, 4, 15], [32, 32, 32]),
+         "mixed": ([3, 7], [5, 9])}
+
+
+def _separate_and_bank(kind: str):
+    n_classes, hidden = BANKS[kind]
+    gen = torch.Generator().manual_seed(1)
+    separate = [seeded(lambda n=n, h=h: Classifier(8, n, hidden=h), gen) for n, h in zip(n_classes, hidden)]
+    return separate, ClassifierBank.from_classifiers(separate), n_classes
+
+
+def _compare(bank, separate, n_classes, z):
+    """-> (the bank's logits, each classifier's), checked equal; one forward of each (running statistics)."""
+    logits, theirs = bank(z), [c(z) for c in separate]  # (B, K, max classes), K x (B, n_k)
+    assert logits.shape == (len(z), len(n_classes), max(n_classes))
+    for k, n in enumerate(n_classes):
+        torch.testing.assert_close(logits[:, k, :n], theirs[k], rtol=1e-5, atol=1e-5)
+        assert torch.isneginf(logits[:, k, n:]).all()
+    return logits, theirs
+
+
+@pytest.mark.parametrize("kind", list(BANKS))
+def test_the_classifier_bank_computes_what_separate_classifiers_compute_through_adam_steps(kind):
+    separate, bank, n_classes = _separate_and_bank(kind)
+    padding = [p.detach().clone().bool().logical_not() for p in (bank.w2, bank.w3)]  # zeros now: padding
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(2):  # train mode: batch statistics, and running statistics updated alike
+        _compare(bank, separate, n_classes, torch.randn(16, 8, generator=gen))
+    for m in (bank, *separate):
+        m.eval()
+    _compare(bank, separate, n_classes, torch.randn(5, 8, generator=gen))
+    for m in (bank, *separate):
+        m.train()
+    opt_a = torch.optim.Adam([p for c in separate for p in c.parameters()], lr=1e-2, fused=True)
+    opt_b = torch.optim.Adam(bank.parameters(), lr=1e-2, fused=True)
+    for _ in range(3):
+        z = torch.randn(16, 8, generator=gen)
+        y = torch.stack([torch.randint(0, n, (16,), generator=gen) for n in n_classes], dim=1)  # (16, K)
+        logits, theirs = _compare(bank, separate, n_classes, z)
+        loss_b = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss_a = torch.stack([F.cross_entropy(t, y[:, k]) for k, t in enumerate(theirs)]).mean()
+        torch.testing.assert_close(loss_b, loss_a)
+        for opt, loss in ((opt_a, loss_a), (opt_b, loss_b)):
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    # after three updates: the same weights (but the biases before BatchNorm: their gradient is zero up to
+    # rounding, which Adam's normalisation blows up in any two implementations), the padding still zero
+    again = ClassifierBank.from_classifiers(separate)
+    h = max(bank.hidden)
+    real = torch.tensor([j < bank.hidden[k] for k in range(len(n_classes)) for j in range(h)])  # hidden units
+    for (name, mine), theirs in zip(bank.state_dict().items(), again.state_dict().values()):
+        if name.startswith("bn") and mine.dim() == 1:  # padded units' statistics are never read
+            mine, theirs = mine[real], theirs[real]
+        if name not in ("b1", "b2", "bn1.running_mean", "bn2.running_mean"):  # (means: of biased inputs)
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    assert all(p[pad].eq(0).all() for p, pad in zip((bank.w2, bank.w3), padding))
+    _compare(bank, separate, n_classes, torch.randn(16, 8, generator=gen))
+
+
+def test_a_seeded_classifier_bank_draws_each_block_as_a_linear_layer_would_and_pads_with_zeros():
+    bank = seeded(lambda: ClassifierBank(8, [10, 4], [10, 4]), torch.Generator().manual_seed(0))
+    assert bank.valid.tolist() == [[True] * 10, [True] * 4 + [False] * 6]  # filled, though built on meta
+    real = torch.zeros_like(bank.w2, dtype=torch.bool)
+    for weight, bias, rows, fan_in in bank.blocks():
+        assert weight.shape == (rows, fan_in) and bias.shape == (rows,)
+        assert 0 < weight.abs().max() <= fan_in ** -0.5 and bias.abs().max() <= fan_in ** -0.5
+        assert weight.std() > 0.4 * fan_in ** -0.5  # uniform over the whole range, not a corner of it
+    real[0, :10, :10] = True
+    real[1, :4, :4] = True
+    assert bank.w2[~real].eq(0).all() and bank.w3[1, 4:].eq(0).all() and bank.b3[1, 4:].eq(0).all()
+    with pytest.raises(ValueError, match="one hidden width per classifier"):
+        ClassifierBank(8, [10, 4], [10])

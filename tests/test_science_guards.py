@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import params_file, tiny_pairs
+from conftest import params_file, run_stage, tiny_pairs
 from dismi import losses, training
 from dismi.files import file_sha256
 from dismi.networks import Encoder, seeded, to_input
@@ -280,3 +280,18 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
     fit_expected = FIT_ARGS | {"iters": "iters_sh" if stage == "train-shared" else "iters_ex"}
     for arg, key in fit_expected.items():
         assert _same(seen["fit"][arg], p[key]), f"fit({arg}=...) got {seen['fit'][arg]!r}, expected {key}"
+
+
+@pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
+def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model(tmp_path, monkeypatch, capsys,
+                                                                                 pairs_file, stage):
+    # The stage hands `compile` to its trainer, which refuses it on a CPU (docs/performance.md).
+    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
+            "--live", tmp_path / "live", "--params", params_file(tmp_path, device="cpu", compile=True)]
+    if stage == "train-exclusive":
+        shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
+        training.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
+        args += ["--shared", tmp_path / "shared.pt"]
+    code, out = run_stage(monkeypatch, capsys, *args)
+    assert code == 1 and "compile=true is for CUDA devices" in out and "set compile to false" in out
+    assert "Traceback" not in out and not (tmp_path / "model.pt").exists()

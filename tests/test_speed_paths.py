@@ -2,6 +2,7 @@
 terms and gradients, with the same step computed without it (docs/performance.md lists them)."""
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -143,11 +144,23 @@ def test_the_compiled_step_equals_the_eager_step_and_trains(kind, monkeypatch):
     torch.testing.assert_close(compiled.sums, eager.sums, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow  # inductor compiles C++ kernels: about 40 s
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="torch 2.13's inductor on CPU, one thread (this module's setting): a wrong "
-                   "gradient for the wide online classifier of the factor shape in the compiled shared step (up to 6%; "
-                   "aot_eager agrees with eager). When this passes, compiling may be allowed on CPUs again.")
+# A reproducer of a torch bug, not a check of dismi: whether it shows depends on the CPU's instruction set
+# and the thread count, so it runs only when asked. The refusal it justifies is tested above.
+@pytest.mark.skipif(not os.environ.get("DISMI_UPSTREAM_TESTS"),
+                    reason="reproducer of a torch inductor bug on CPUs; DISMI_UPSTREAM_TESTS=1 runs it")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="torch 2.13's inductor on CPU, one thread: a wrong "
+                   "gradient for the wide online classifier of the factor shape in the compiled shared step (up to "
+                   "6% off; aot_eager agrees with eager). When this passes, compiling may be allowed on CPUs again.")
 def test_inductor_on_a_cpu_gives_the_eager_gradients_of_the_shared_step():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # with two threads the same step came out right on the development machine
+    try:
+        _check_inductor_gradients()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_inductor_gradients() -> None:
     torch._dynamo.reset()
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
     eager = _shared(False)

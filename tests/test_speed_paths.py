@@ -13,8 +13,8 @@ from conftest import REPO, tiny_pairs
 from dismi import devices, losses, training
 from dismi.errors import DismiError
 from dismi.networks import Encoder, seeded, to_input
-from dismi.pairfile import TRAIN
-from dismi.training import DevicePairs, ExclusiveTrainer, SharedTrainer
+from dismi.pairfile import TEST, TRAIN
+from dismi.training import DevicePairs, ExclusiveTrainer, SharedTrainer, Trainer
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -173,3 +173,30 @@ def _check_inductor_gradients() -> None:
         (terms["total"] + terms["classifier"]).backward()
     for (name, p1), p2 in zip(eager.model.named_parameters(), model.parameters()):
         torch.testing.assert_close(p2.grad, p1.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["shared", "exclusive"])
+def test_the_bf16_autocast_path_a_gpu_runs_trains_in_float32_weights_close_to_the_float32_step(kind, monkeypatch):
+    # What CUDA runs (bf16 autocast around every forward), run on the CPU, which supports bf16 autocast too.
+    train, test = DevicePairs(tiny_pairs(), TRAIN, CPU), DevicePairs(tiny_pairs(), TEST, CPU)
+    make = _shared if kind == "shared" else (lambda compile: _exclusive(compile=compile))
+    full, mixed = make(False), make(False)
+    t_full, g_full, _ = _one_step(full, train, precompute=True)
+    monkeypatch.setattr(Trainer, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
+    t_mixed, g_mixed, extra = _one_step(mixed, train, precompute=True)
+    if kind == "exclusive":
+        assert extra["s"].dtype == torch.bfloat16  # the table was built under autocast too
+    assert t_mixed.dtype == torch.float32 and torch.isfinite(t_mixed).all()
+    torch.testing.assert_close(t_mixed, t_full, rtol=0.05, atol=0.05)  # bf16 keeps 8 bits of mantissa
+    assert not torch.equal(t_mixed, t_full)  # and the step did run under autocast
+    assert g_mixed.keys() == g_full.keys()
+    for name, g in g_mixed.items():
+        assert g.dtype == torch.float32 and torch.isfinite(g).all(), name
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in g_mixed.values()]),
+                                                   torch.cat([g.flatten() for g in g_full.values()]), dim=0)
+    assert cosine > 0.95
+    mixed.run(train, 4, 3)  # the loop with updates, then the per-log work
+    assert torch.isfinite(mixed.sums).all()
+    accuracy = mixed.online_accuracy(test)
+    assert len(accuracy) == 12 and all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())

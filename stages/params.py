@@ -153,8 +153,8 @@ class _Training(_Seeded):
                                  "iterations between resumable checkpoints (changes no output: not tracked by DVC)",
                                  check=_positive_int, tracked=False)
     compile: bool = knob("compile", False, "true or false",
-                         "torch.compile each step's forward and backward (CUDA: with CUDA graphs); "
-                         "off on CPUs, where it measured slower (docs/performance.md)")
+                         "torch.compile each training step whole (CUDA: with CUDA graphs); refused on CPUs, "
+                         "where it ran slower and gave a wrong gradient (docs/performance.md)")
     snapshot_every: int = knob("snapshot_every", 0, "an integer >= 0 (0 = no snapshots)",
                                "iterations between encoder snapshots for held-out learning curves (0 = none)",
                                check=_nonneg)

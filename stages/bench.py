@@ -106,7 +106,8 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
          profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
          seed: int = typer.Option(0, help="Seed of the random images and the networks.")) -> None:
     dev = training.resolve_device(device)
-    refs = [_reference(width, batch, max(iters, 5))] if reference else []  # first: nothing else runs yet
+    ref_iters = max(iters, 5)  # its median step is its figure
+    refs = [_reference(width, batch, ref_iters)] if reference else []  # first: nothing else runs yet
     allocator.keep_freed_memory()  # as the stages do
     data = _random_pairs(max(2 * batch, 64), seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
@@ -123,7 +124,7 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
         if profile:
             typer.echo(f"{name} loop, {iters} iterations:\n{_profile(trainer, data, batch, iters, profile)}")
     if reference:  # again, last: the faster of the two is the baseline, so a drift in the machine's speed
-        refs.append(_reference(width, batch, max(iters, 5)))  # during the run does not flatter the loops
+        refs.append(_reference(width, batch, ref_iters))  # during the run does not flatter the loops
     ref = min(refs, default=None)
     typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'x reference':>12}")
     if ref is not None:

@@ -245,6 +245,19 @@ def test_the_test_params_are_pairwise_distinct():
     assert len(set(values)) == len(values)
 
 
+def _stage_args(tmp_path, pairs_file, stage: str, **params) -> tuple[list[str], Encoder | None]:
+    """Command line of a training stage on the tiny pairs with `params`, outputs under tmp_path; for the
+    exclusive stage also a saved shared encoder -> (arguments, that encoder or None)."""
+    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
+            "--live", tmp_path / "live", "--params", params_file(tmp_path, **params)]
+    shared = None
+    if stage == "train-exclusive":
+        shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
+        training.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
+        args += ["--shared", tmp_path / "shared.pt"]
+    return [str(a) for a in args], shared
+
+
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
 def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_path, monkeypatch, pairs_file, stage):
     name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
@@ -261,13 +274,8 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
     monkeypatch.setattr(training, name, trainer)
     monkeypatch.setattr(training.Trainer, "fit", fit)
     p = PARAMS | {"device": "cpu"}
-    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
-            "--live", tmp_path / "live", "--params", params_file(tmp_path, **p)]
-    if stage == "train-exclusive":
-        shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        training.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
-        args += ["--shared", tmp_path / "shared.pt"]
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    args, shared = _stage_args(tmp_path, pairs_file, stage, **p)
+    result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, _Stop), result.output
 
     expected = SHARED_ARGS if stage == "train-shared" else EXCLUSIVE_ARGS
@@ -286,12 +294,7 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
 def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model(tmp_path, monkeypatch, capsys,
                                                                                  pairs_file, stage):
     # The stage hands `compile` to its trainer, which refuses it on a CPU (docs/performance.md).
-    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
-            "--live", tmp_path / "live", "--params", params_file(tmp_path, device="cpu", compile=True)]
-    if stage == "train-exclusive":
-        shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        training.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
-        args += ["--shared", tmp_path / "shared.pt"]
+    args, _ = _stage_args(tmp_path, pairs_file, stage, device="cpu", compile=True)
     code, out = run_stage(monkeypatch, capsys, *args)
     assert code == 1 and "compile=true is for CUDA devices" in out and "set compile to false" in out
     assert "Traceback" not in out and not (tmp_path / "model.pt").exists()

@@ -109,6 +109,10 @@ def _shared(compile: bool) -> SharedTrainer:
                          device=CPU, l1_reduce="sum", compile=compile)
 
 
+def _trainer(kind: str, compile: bool = False):
+    return _shared(compile) if kind == "shared" else _exclusive(compile)
+
+
 def test_compiling_on_a_cpu_is_refused_with_the_reason():
     with pytest.raises(DismiError, match="compile=true is for CUDA.*wrong gradient.*set compile to false"):
         _shared(compile=True)
@@ -131,8 +135,7 @@ def test_the_compiled_step_equals_the_eager_step_and_trains(kind, monkeypatch):
     monkeypatch.setattr(training, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
-    make = _shared if kind == "shared" else (lambda compile: _exclusive(compile=compile))
-    eager, compiled = make(False), make(True)
+    eager, compiled = _trainer(kind, False), _trainer(kind, True)
     before = sum(torch._dynamo.utils.counters["stats"].values())
     for precompute in (True, False) if kind == "exclusive" else (False,):
         _assert_same_step(compiled, eager, train, precompute)
@@ -179,8 +182,7 @@ def _check_inductor_gradients() -> None:
 def test_the_bf16_autocast_path_a_gpu_runs_trains_in_float32_weights_close_to_the_float32_step(kind, monkeypatch):
     # What CUDA runs (bf16 autocast around every forward), run on the CPU, which supports bf16 autocast too.
     train, test = DevicePairs(tiny_pairs(), TRAIN, CPU), DevicePairs(tiny_pairs(), TEST, CPU)
-    make = _shared if kind == "shared" else (lambda compile: _exclusive(compile=compile))
-    full, mixed = make(False), make(False)
+    full, mixed = _trainer(kind), _trainer(kind)
     t_full, g_full, _ = _one_step(full, train, precompute=True)
     monkeypatch.setattr(Trainer, "autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16))
     t_mixed, g_mixed, extra = _one_step(mixed, train, precompute=True)

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
-from tqdm import tqdm
 
 from dismi.factors import FACTORS, SIZES, VALUES
+from dismi.progress import bar as progress_bar
 from dismi.raytrace import FLOOR, IMAGE_SIZE, OBJECT, WALL, geometry_layers
 
 _HUE_REGION = {0: FLOOR, 1: WALL, 2: OBJECT}  # factor column -> region coloured by that hue
@@ -112,7 +112,7 @@ class _Tables:
         pix = np.arange(IMAGE_SIZE * IMAGE_SIZE)[None, :, None]
         todo = geoms.tolist()
         if progress:
-            todo = tqdm(todo, unit="geometry", desc="ray trace", mininterval=0.5)
+            todo = progress_bar(todo, unit="geometry", desc="ray trace", mininterval=0.5)
         for gi, (sc, sh, orr) in enumerate(todo):
             const, layers = geometry_layers(sc, sh, orr)
             self.base[gi] = (np.round(const * scale) + (1 << (_FIXED_BITS - 1))).reshape(-1)

@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +65,16 @@ class Claim:
 
     def use(self) -> int:
         """Make the claimed GPU torch's current CUDA device (so a bare 'cuda' anywhere means it too) and
-        give this process its share of the cores -> the torch threads it now uses."""
+        give this process its share of the cores -> the torch threads it now uses. On the CPU, also start
+        following other processes' load (`tick`)."""
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        else:
+            _watch[0] = CoreWatch()
         return share_cores()
 
     def release(self) -> None:
+        _watch[0] = None
         if self._file is not None:
             self._file.close()  # closing the only descriptor drops the flock
             self._file = None
@@ -181,9 +186,10 @@ def live_claims(directory: Path | None = None) -> int:
         return sum(len(k) for k in _slots(directory).values())
 
 
-def thread_share(directory: Path | None = None) -> int:
-    """This run's share of the cores: cores // live claims, at least 1."""
-    return max(1, cores() // max(1, live_claims(directory)))
+def thread_share(directory: Path | None = None, busy: int = 0) -> int:
+    """This run's share of the cores: cores // live claims, and no more than the cores that `busy`
+    threads of other processes leave free; at least 1."""
+    return max(1, min(cores() // max(1, live_claims(directory)), cores() - busy))
 
 
 def share_cores(directory: Path | None = None) -> int:
@@ -191,10 +197,80 @@ def share_cores(directory: Path | None = None) -> int:
     When the user set OMP_NUM_THREADS, torch already follows it and it is left alone."""
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    n = thread_share(directory)
+    watch = _watch[0]
+    n = thread_share(directory, watch.busy if watch is not None else 0)
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
+
+
+# --------------------------------------------------------------------------- other processes' load
+#
+# torch's OpenMP threads wait for each other at the end of every parallel region: with one thread per
+# core, a single CPU-bound process elsewhere takes a core from one of them and every region waits for
+# the scheduler to give it back (docs/performance.md: 0.35x of the speed alone beside one `yes`). With
+# one thread fewer than the cores, the other process has a core of its own and nothing waits.
+
+
+def procs_running(stat: str | None = None) -> int | None:
+    """Runnable threads on the machine now (/proc/stat's procs_running); None where there is no /proc."""
+    try:
+        text = stat if stat is not None else Path("/proc/stat").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("procs_running "):
+            return int(line.split()[1])
+    return None
+
+
+def own_running() -> int:
+    """This process's threads that are running or runnable now (state R), the caller included."""
+    n = 0
+    for path in Path("/proc/self/task").glob("*/stat"):
+        try:
+            text = path.read_text()
+        except OSError:  # the thread ended
+            continue
+        n += text[text.rindex(")") + 2] == "R"  # the field after "(comm)", which may hold spaces
+    return n
+
+
+@dataclass
+class CoreWatch:
+    """Samples how many threads of other processes are running, and every `window` samples sets this
+    run's torch threads to what they leave free (share_cores). Median of the window: a process that
+    runs for a moment does not count, one that keeps a core busy does."""
+    every: float = 0.25        # seconds between samples: a sample costs about 0.1 ms
+    window: int = 8            # samples per decision: about 2 s to follow a change
+    busy: int = 0              # other processes' running threads, the last decision's median
+    _samples: list[int] = field(default_factory=list)
+    _next: float = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every
+        total = procs_running()
+        if total is None:
+            return
+        self._samples.append(max(0, total - own_running()))
+        if len(self._samples) >= self.window:
+            self.busy = sorted(self._samples)[len(self._samples) // 2]
+            self._samples.clear()
+            share_cores()
+
+
+_watch: list[CoreWatch | None] = [None]  # the claimed CPU run's watch; None outside a claim
+
+
+def tick() -> None:
+    """Call often from a CPU run's loops (each step): follows other processes' load while a CPU claim
+    is in use, a clock read otherwise."""
+    watch = _watch[0]
+    if watch is not None:
+        watch.tick()
 
 
 def describe(device: torch.device | str) -> str:

@@ -23,10 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm import tqdm
-
 from dismi.errors import DismiError
 from dismi.files import file_sha256, link_or_copy, write_text_atomic
+from dismi.progress import bar as progress_bar
 
 CACHE_ENV = "DISMI_CACHE"
 
@@ -140,7 +139,7 @@ def _fetch(url: str, part: Path, offset: int, size: int, timeout: float, progres
         if total is not None and total != size:
             raise DismiError(f"{url} is {total} bytes, expected {size}: the URL does not point at the expected file")
         with open(part, "r+b" if part.exists() else "wb") as out, \
-                tqdm(total=size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                progress_bar(total=size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=part.name.removesuffix(".part"), disable=not progress) as bar:
             out.seek(start)
             out.truncate()  # a server that ignored the Range request sends everything again

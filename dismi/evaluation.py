@@ -8,7 +8,7 @@ notebooks can call directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ class EvalSettings:
     retrieval_k: int
     retrieval_queries: int
     device: str = "cpu"
+    critic_epochs: int = 10
 
 
 # ---- pure cores ---------------------------------------------------------------------------
@@ -104,30 +105,52 @@ def choose_queries(n_test: int, n_queries: int, seed: int) -> np.ndarray:
 
 # ---- metrics: one shared signature, flat dicts ----------------------------------------------
 
-def _probe_accuracies(codes: Codes, settings: EvalSettings, probe: str) -> dict[str, float]:
-    """Held-out accuracy per factor of fresh classifiers of kind `probe`, and the distance to ideal."""
+def probe_metrics(codes: Sequence[Codes], settings: EvalSettings, probe: str,
+                  on_epoch: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+    """For each of `codes` (representations of the same images: snapshots, S and E), held-out accuracy
+    per factor of fresh classifiers of kind `probe` ("wide" or "paper"), and the distance to ideal.
+
+    Codes of one size train as one bank (dismi.probes): each one's probes start from the weights and
+    see the minibatches they would alone, so the figures are `probe_metric`'s, up to float rounding.
+    `on_epoch(e)` is called after each epoch of each bank, for progress.
+    """
+    if not codes:
+        return []
+    first = codes[0]
+    if any(not (np.array_equal(c.train_classes, first.train_classes)
+                and np.array_equal(c.test_classes, first.test_classes)) for c in codes):
+        raise ValueError("probe_metrics needs codes of the same train and test images")
     device = torch.device(settings.device)
-    train = torch.as_tensor(codes.train, dtype=torch.float32, device=device)
-    test = torch.as_tensor(codes.test, dtype=torch.float32, device=device)
-    y_train = torch.as_tensor(codes.train_classes, device=device)
+    y_train = torch.as_tensor(first.train_classes, device=device)
+    y_test = torch.as_tensor(first.test_classes, device=device)
     # Official class count even on a reduced grid: absent classes are simply never predicted.
-    probes = fit_probes(train, y_train, SIZES, [probe_hidden(probe, n) for n in SIZES],
-                        epochs=settings.probe_epochs, lr=settings.probe_lr, batch_size=settings.probe_batch_size,
-                        generator=torch.Generator().manual_seed(settings.seed))
-    acc = {name: probe_accuracy(p, test, torch.as_tensor(codes.test_classes[:, f], device=device))
-           for f, (name, p) in enumerate(zip(FACTORS, probes))}
-    acc["distance_to_ideal"] = distance_to_ideal(acc, codes.representation, codes.n_values)
-    return acc
+    hidden = [probe_hidden(probe, n) for n in SIZES]
+    out: list[dict[str, float] | None] = [None] * len(codes)
+    for dim in sorted({c.train.shape[1] for c in codes}):
+        group = [i for i, c in enumerate(codes) if c.train.shape[1] == dim]
+
+        def stack(split: str) -> torch.Tensor:
+            return torch.as_tensor(np.stack([getattr(codes[i], split) for i in group]), dtype=torch.float32,
+                                   device=device)  # (G, N, D)
+
+        probes = fit_probes(stack("train"), y_train, SIZES, hidden, epochs=settings.probe_epochs,
+                            lr=settings.probe_lr, batch_size=settings.probe_batch_size,
+                            generator=torch.Generator().manual_seed(settings.seed), on_epoch=on_epoch)
+        for i, acc in zip(group, probe_accuracy(probes, stack("test"), y_test).tolist()):
+            figures = dict(zip(FACTORS, acc))
+            figures["distance_to_ideal"] = distance_to_ideal(figures, codes[i].representation, codes[i].n_values)
+            out[i] = figures
+    return out
 
 
 def probe_metric(codes: Codes, settings: EvalSettings) -> dict[str, float]:
     """Held-out accuracy of fresh wide (2x256) classifiers per factor, and the distance to ideal."""
-    return _probe_accuracies(codes, settings, "wide")
+    return probe_metrics([codes], settings, "wide")[0]
 
 
 def paper_probe_metric(codes: Codes, settings: EvalSettings) -> dict[str, float]:
     """The same with the paper's Table V classifiers (hidden layers as wide as the number of classes)."""
-    return _probe_accuracies(codes, settings, "paper")
+    return probe_metrics([codes], settings, "paper")[0]
 
 
 def retrieval_metric(codes: Codes, settings: EvalSettings) -> dict[str, float]:
@@ -189,6 +212,19 @@ def markdown_table(results: Mapping, n_values: Sequence[int]) -> str:
     ]
     lines += [f"| {f} | {_pct(onp['shared'][f])} | {_pct(on['shared'][f])} | {_pct(onp['exclusive'][f])} "
               f"| {_pct(on['exclusive'][f])} |" for f in FACTORS]
+    if "online_earlier" in results:
+        ea = results["online_earlier"]
+        lines += [
+            "",
+            "Online accuracy (%) by the earlier implementations' protocol (online_earlier): paper classifiers "
+            "trained with softmax applied before the cross-entropy, accuracy on the training batches, mean of "
+            "the last logging interval. A measurement of that protocol, not of the codes.",
+            "",
+            "| factor | S | E | paper S | paper E |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {f} | {_pct(ea['shared'][f])} | {_pct(ea['exclusive'][f])} | "
+                  f"{_pct(PAPER_ACCURACY['shared'][f])} | {_pct(PAPER_ACCURACY['exclusive'][f])} |" for f in FACTORS]
     r = results["retrieval"]
     lines += [
         "",
@@ -200,4 +236,19 @@ def markdown_table(results: Mapping, n_values: Sequence[int]) -> str:
     ]
     lines += [f"| {f} | {_pct(r['shared'][f])} | {_pct(r['exclusive'][f])} | {_pct(chance_level(n))} |"
               for f, n in zip(FACTORS, n_values)]
+    if "dependence" in results:
+        dep = results["dependence"]
+        lines += [
+            "",
+            "Dependence of S and E (final encoders), by fresh critics trained on train-split codes to tell joint "
+            "(S, E) from E shuffled across images, scored on test images: held-out loss (eq. 9, joint and "
+            f"shuffled summed; {dep['chance_loss']:.4f} = 2 ln 2 when they cannot be told apart) and the JSD "
+            "(nats) it implies. Calibration: E shuffled across images before training, independent by "
+            "construction. Paper critic = Table IV discriminator; separable = f(S) . g(E).",
+            "",
+            "| critic | loss | JSD | calibration loss | calibration JSD |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {c} | {dep[c]['loss']:.4f} | {dep[c]['jsd']:.4f} | {dep[c]['calibration_loss']:.4f} "
+                  f"| {dep[c]['calibration_jsd']:.4f} |" for c in dep if c != "chance_loss"]
     return "\n".join(lines) + "\n"

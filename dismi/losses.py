@@ -84,3 +84,55 @@ def discriminator_loss(joint_logits: torch.Tensor, shuffled_logits: torch.Tensor
 def encoder_adversarial_loss(joint_logits: torch.Tensor) -> torch.Tensor:
     """The encoder's side of eq. 10: make joint samples look shuffled to D (non-saturating form)."""
     return F.softplus(-joint_logits.float()).mean()
+
+
+def softmax_then_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The earlier implementations' classifier loss, kept only to MEASURE their protocol: cross-entropy of
+    softmax(logits), i.e. a log-softmax applied to probabilities. Its gradient vanishes as the classifier
+    grows confident, so it understates what a code holds. Classes whose logit is -inf (a ClassifierBank's
+    padding) stay out of both softmaxes."""
+    logits = logits.float()
+    probs = torch.where(torch.isneginf(logits), logits, logits.softmax(-1))  # padding stays -inf
+    return F.cross_entropy(probs, targets)
+
+
+def discriminator_reversal_loss(joint_logits: torch.Tensor, shuffled_logits: torch.Tensor) -> torch.Tensor:
+    """The encoder's side of eq. 10 read literally: the encoder maximises D's whole loss, through the joint
+    AND the shuffled samples (gradient reversal); minimised, hence the minus."""
+    return -discriminator_loss(joint_logits, shuffled_logits)
+
+
+ADV_LOSSES = ("nonsaturating", "reversal")
+
+
+def squared_distances(z: torch.Tensor) -> torch.Tensor:
+    """(n, d) -> (n, n) ||z_i - z_j||^2, clamped at 0 (the expanded form can round below it)."""
+    z = z.float()
+    sq = z.pow(2).sum(1)
+    return (sq[:, None] + sq[None, :] - 2 * z @ z.T).clamp_min(0)
+
+
+def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
+    """(n, d) -> (n, n) Gaussian kernel exp(-||z_i - z_j||^2 / (2 sigma^2)), sigma^2 the median of the
+    off-diagonal squared distances (the median heuristic), DETACHED: the encoder cannot lower a dependence
+    measure by moving the bandwidth, and scaling z scales sigma with it, so the kernel is scale-free."""
+    d2 = squared_distances(z)
+    n = len(z)
+    off = d2[~torch.eye(n, dtype=torch.bool, device=z.device)]
+    bandwidth = off.median().detach().clamp_min(1e-12)  # all points equal: any bandwidth gives K = 1
+    return torch.exp(-d2 / (2 * bandwidth))
+
+
+def hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """Biased HSIC of two (n, n) Gram matrices: tr(K H L H) / (n - 1)^2, H = I - 11^T / n centring."""
+    n = len(k)
+    kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()  # H K H
+    return (kc * l).sum() / (n - 1) ** 2  # tr(HKH L) = tr(K H L H); L symmetric
+
+
+def normalised_hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """HSIC(A, B) / sqrt(HSIC(A, A) HSIC(B, B)) with median-bandwidth Gaussian kernels (kernel CKA): 0 for
+    independent samples, 1 when one determines the other's kernel, unchanged by scaling either, so an
+    encoder cannot shrink its way out of it."""
+    k, l = gaussian_gram(a), gaussian_gram(b)
+    return hsic(k, l) / (hsic(k, k) * hsic(l, l)).clamp_min(1e-12).sqrt()

@@ -31,12 +31,27 @@ def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: to
                         for bank in classifiers.values()]).mean()
 
 
+def _earlier_classifiers(dim: int) -> ClassifierBank:
+    """The `online_earlier` measurement's classifiers: Table V at the paper's widths, trained the earlier
+    implementations' way (`_earlier_terms`). Built after every other module, so that the seeded
+    initialisation of the rest is what it is without them."""
+    return ClassifierBank(dim, list(SIZES), [probe_hidden("paper", n) for n in SIZES])
+
+
+def _earlier_terms(bank: ClassifierBank, rep: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The earlier implementations' online protocol on a DETACHED representation: softmax before the
+    cross-entropy, and the accuracy of this very (training) batch, in train mode, before the update."""
+    logits = bank(rep.detach())  # (B, factors, classes)
+    return {"classifier_earlier": losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()),
+            "hits_earlier": (logits.argmax(2) == classes).float().mean(0).detach()}  # (factors,)
+
+
 class SharedModel(nn.Module):
     """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
     classifiers. One set for X and Y, as the paper does for Shapes3D."""
 
     def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool,
-                 l1_reduce: str = "mean"):
+                 l1_reduce: str = "mean", online_earlier: bool = False):
         super().__init__()
         if l1_reduce not in losses.L1_REDUCTIONS:
             raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
@@ -45,6 +60,8 @@ class SharedModel(nn.Module):
         self.global_net = GlobalStatistics(8 * width, dim, width)
         self.local_net = LocalStatistics(8 * width, dim, width)
         self.classifiers = _classifiers(dim)
+        if online_earlier:  # last: see _earlier_classifiers
+            self.classifiers_earlier = _earlier_classifiers(dim)
 
     def forward(self, x: torch.Tensor, classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
         s, fmap = self.encoder(x)  # (2B, dim), (2B, 8w, 5, 5)
@@ -52,38 +69,72 @@ class SharedModel(nn.Module):
         mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
         mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
         l1 = losses.l1_distance(*s.chunk(2), reduce=self.l1_reduce)
-        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
-                "global": mi_global, "local": mi_local, "l1": l1,
-                "classifier": _classifiers_loss(self.classifiers, s, classes)}
+        terms = {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
+                 "global": mi_global, "local": mi_local, "l1": l1,
+                 "classifier": _classifiers_loss(self.classifiers, s, classes)}
+        if hasattr(self, "classifiers_earlier"):
+            terms |= _earlier_terms(self.classifiers_earlier, s, classes)
+        return terms
 
 
 class ExclusiveModel(nn.Module):
     """Exclusive stage (eq. 8-10): the exclusive encoder, statistics networks scoring
     (C_sh ++ C_ex, R = S ++ E), the discriminator D(S, E), the online classifiers on E.
-    The frozen shared encoder is not part of it: it is an input, never trained or saved here."""
+    The frozen shared encoder is not part of it: it is an input, never trained or saved here.
+
+    Independence options (docs/facts.md, "Independence options"; the defaults are the paper's adversary):
+    `adv_loss` "reversal" makes the encoder maximise D's whole loss (eq. 10 literally) instead of the
+    non-saturating form; `lambda_hsic` > 0 adds the normalised HSIC between S and E, per view, a
+    dependence measure with no adversary to fool.
+    """
 
     def __init__(self, shared_width: int, shared_dim: int, width: int, dim: int, *,
-                 alpha: float, beta: float, lambda_adv: float):
+                 alpha: float, beta: float, lambda_adv: float, adv_loss: str = "nonsaturating",
+                 lambda_hsic: float = 0.0, online_earlier: bool = False):
         super().__init__()
+        if adv_loss not in losses.ADV_LOSSES:
+            raise ValueError(f"adv_loss must be one of {losses.ADV_LOSSES}, got {adv_loss!r}")
         self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
+        self.adv_loss, self.lambda_hsic = adv_loss, lambda_hsic
         channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(channels, rep_dim, width)
         self.local_net = LocalStatistics(channels, rep_dim, width)
         self.discriminator = Discriminator(shared_dim, dim)
         self.classifiers = _classifiers(dim)
+        if online_earlier:  # last: see _earlier_classifiers
+            self.classifiers_earlier = _earlier_classifiers(dim)
 
     def discriminator_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> torch.Tensor:
         """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
         return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
 
+    def encoder_adversarial_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor | None
+                                 ) -> torch.Tensor:
+        """The encoder's adversarial term (eq. 10), X and Y summed, in the `adv_loss` form; E not detached.
+        "reversal" needs `shuffle`, the shuffled samples D was just trained on."""
+        if self.adv_loss == "nonsaturating":
+            return losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
+        if shuffle is None:
+            raise ValueError("adv_loss='reversal' scores shuffled samples too: pass `shuffle`")
+        return losses.views_sum(losses.discriminator_reversal_loss, self.discriminator(s, e),
+                                self.discriminator(s, e[shuffle]))
+
     def forward(self, s: torch.Tensor, fmap_sh: torch.Tensor, e: torch.Tensor, fmap_ex: torch.Tensor,
-                classes: torch.Tensor, negatives: torch.Tensor) -> dict[str, torch.Tensor]:
+                classes: torch.Tensor, negatives: torch.Tensor, shuffle: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         r = torch.cat([s, e], dim=1)                  # (2B, shared_dim + dim)
         fmap = torch.cat([fmap_sh, fmap_ex], dim=1)   # (2B, 8w_sh + 8w, 5, 5)
         mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
         mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
-        adv = losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
-        return {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
-                "global": mi_global, "local": mi_local, "adv_encoder": adv,
-                "classifier": _classifiers_loss(self.classifiers, e, classes)}
+        adv = self.encoder_adversarial_loss(s, e, shuffle)
+        terms = {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
+                 "global": mi_global, "local": mi_local, "adv_encoder": adv,
+                 "classifier": _classifiers_loss(self.classifiers, e, classes)}
+        if self.lambda_hsic > 0:  # off: not computed, so the default step is today's to the bit
+            dependence = losses.views_sum(losses.normalised_hsic, s, e)  # per view: S and E of the same images
+            terms["total"] = terms["total"] + self.lambda_hsic * dependence
+            terms["hsic"] = dependence
+        if hasattr(self, "classifiers_earlier"):
+            terms |= _earlier_terms(self.classifiers_earlier, e, classes)
+        return terms

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from dismi.compose import GRIDS, check_classes, image_blocks
 from dismi.factors import SIZES, classes_to_values
 from dismi.files import atomic_path
+from dismi.progress import bar as progress_bar
 from dismi.raytrace import IMAGE_SIZE
 
 DEFAULT_CHUNK_ROWS = 15       # images per HDF5 chunk: the 15 orientations of one object (see write_synthetic)
@@ -90,7 +91,7 @@ def write_synthetic(path: str | Path, grid: str | np.ndarray = "full", progress:
                                   chunks=shape, compression="gzip", compression_opts=level)
         f.create_dataset("labels", data=classes_to_values(classes), compression="gzip", shuffle=True)
         blocks = image_blocks(classes, progress)
-        bar = tqdm(total=n, unit="img", desc=f"render {path.name}", disable=not progress,
+        bar = progress_bar(total=n, unit="img", desc=f"render {path.name}", disable=not progress,
                    smoothing=0.05, mininterval=0.5)
         with bar:
             if official:

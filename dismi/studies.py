@@ -1,12 +1,16 @@
 """Studies over many runs: runs grouped by name, mean and spread over seeds, the lambda_adv curve and
 the ablation table (paper Fig. 5, Tables 6-7).
 
-A run is named `<group>-seed<k>`: the runs of one group differ only in their seed, so a group is one
-setting measured several times. Pure functions of plain dicts, so a notebook can use them on any
-list of runs; `stages/results.py` feeds them from DVC's experiments.
+A group is one setting measured several times, its runs differing only in their seed. Runs named
+`<group>-seed<k>` are grouped by that name; any other run (DVC's generated names, as a sweep such as
+`dvc exp run --queue -S 'seed=range(3)' -S 'lambda_adv=0,0.1'` gives them) by its params but the seed,
+the group named by the params in which it differs from the commit it ran from (`lambda_adv=0.1`).
+Pure functions of plain dicts, so a notebook can use them on any list of runs; `stages/results.py`
+feeds them from DVC's experiments.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -29,6 +33,7 @@ class Run:
     name: str
     params: Mapping    # params.yaml as the run saw it
     metrics: Mapping   # its evaluate.json, nested
+    base: Mapping | None = None  # the params of the commit it ran from, where known: names a params group
 
 
 @dataclass(frozen=True)
@@ -72,14 +77,49 @@ def check_seed(run: Run) -> None:
                          f"remove it (dvc exp remove {run.name}) and rerun it with -S seed={m['seed']}")
 
 
-def summarise(runs: Sequence[Run]) -> list[Summary]:
-    """One Summary per group, in order of first appearance; runs without every figure are left out."""
-    groups: dict[str, list[tuple[Run, dict]]] = {}
+def _value(v) -> str:
+    """A param as a group name shows it: 0.1, 3 (DVC reports whole numbers as 3.0), True, mean."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def group_key(run: Run, ignore: Sequence[str] = ("seed",)) -> tuple:
+    """("name", group) for a run named `<group>-seed<k>`; else ("params", its params but `ignore`)."""
+    m = SEED_SUFFIX.match(run.name)
+    if m:
+        return ("name", m["group"])
+    return ("params", json.dumps({k: v for k, v in run.params.items() if k not in ignore}, sort_keys=True,
+                                 default=str))
+
+
+def _params_group_name(run: Run, ignore: Sequence[str], varying: Sequence[str]) -> str:
+    """The params in which a group's runs differ from the commit they ran from (else, that commit not
+    known, from the other params groups), `k=v` joined by spaces; the first run's name if none."""
+    if run.base is not None:
+        keys = [k for k in run.params if k not in ignore and run.base.get(k) != run.params[k]]
+    else:
+        keys = [k for k in varying if k in run.params]
+    return " ".join(f"{k}={_value(run.params[k])}" for k in keys) or run.name
+
+
+def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Summary]:
+    """One Summary per group (group_key: by name, else by the params but `ignore`), in order of first
+    appearance; runs without every figure are left out."""
+    by_key: dict[tuple, list[tuple[Run, dict]]] = {}
     for run in runs:
         check_seed(run)
         figs = figures(run.metrics)
         if figs is not None:
-            groups.setdefault(group_of(run.name), []).append((run, figs))
+            by_key.setdefault(group_key(run, ignore), []).append((run, figs))
+    param_groups = [members[0][0].params for (how, _), members in by_key.items() if how == "params"]
+    varying = sorted({k for p in param_groups for k in p if k not in ignore
+                      and len({json.dumps(q.get(k), default=str) for q in param_groups}) > 1})
+    groups: dict[str, list[tuple[Run, dict]]] = {}
+    for (how, name), members in by_key.items():
+        if how == "params":
+            name = _params_group_name(members[0][0], ignore, varying)
+        if name in groups:  # a params group named as another group: tell them apart by a run's name
+            name = f"{name} ({members[0][0].name})"
+        groups[name] = members
     out = []
     for group, members in groups.items():
         keys = members[0][1].keys()

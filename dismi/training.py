@@ -8,6 +8,7 @@ and a NaN/inf is noted there; the host reads anything back only every `log_every
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from dismi import devices, losses
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import atomic_write
-from dismi.networks import MAP_SIZE, Encoder, seeded, to_input
+from dismi.networks import MAP_SIZE, Discriminator, Encoder, seeded, to_input
 from dismi.objectives import ExclusiveModel, SharedModel
 from dismi.pairfile import TEST, TRAIN, PairData
 
@@ -28,11 +29,16 @@ from dismi.pairfile import TEST, TRAIN, PairData
 # (docs/performance.md); tests compile the same step with "aot_eager" (graph capture and AOTAutograd, eager
 # kernels) to check the compiled path.
 COMPILE_BACKEND = "inductor"
+HEARTBEAT_SECONDS = 20.0  # the longest a training stage stays silent between its logs
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
 MODEL_KINDS = ("shared", "exclusive")
-# dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's
-ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper"}
+D_REFRESH_PAIRS = 2048  # pairs (4,096 train images) whose current codes a refreshed discriminator trains on
+D_REFRESH_STREAM = 2  # the refreshes' seed stream, beside _stage_seeds' (init, batches, test batches)
+# dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's.
+# "earlier": the `online_earlier` measurement, paper-width classifiers trained and read the way the earlier
+# implementations did (softmax before the cross-entropy, accuracy on training batches); logged only when on.
+ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper", "earlier": "acc_earlier"}
 # The logged name of each loss term: the eq. 2 MI estimates are maximised, so they are not "loss/"
 MAXIMISED = ("global", "local")
 
@@ -209,10 +215,19 @@ class Trainer:
         self.batch_gen = torch.Generator(device).manual_seed(seeds[1])
         self.eval_gen = torch.Generator(device).manual_seed(seeds[2])
         self.iteration = 0
+        # Called with the iteration every HEARTBEAT_SECONDS between logs, so a run is never silent long;
+        # reads nothing back from the device.
+        self.heartbeat: Callable[[int], None] | None = None
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
         self.snapshots: dict[int, dict[str, torch.Tensor]] = {}  # iteration -> encoder weights (CPU)
         self.sums = torch.zeros(len(self.terms), device=device)  # per-term sums since the last log
         self.count = 0
         self.first_bad = torch.full((len(self.terms),), -1, dtype=torch.long, device=device)
+        # online_earlier: per-factor hits of the earlier protocol's classifiers on training batches since the
+        # last log (their accuracy is the mean over the interval, as the earlier implementations logged it)
+        self.earlier = hasattr(self.model, "classifiers_earlier")
+        self.earlier_hits = torch.zeros(len(FACTORS), device=device)
+        self.earlier_count = 0
         if compile and device.type == "cpu" and COMPILE_BACKEND == "inductor":
             raise DismiError("compile=true is for CUDA devices: on CPUs torch's inductor ran the step slower and "
                              "computed a wrong gradient (docs/performance.md); set compile to false")
@@ -234,6 +249,16 @@ class Trainer:
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _main_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the main optimizer minimises: the objective and the online classifiers' losses (theirs reach
+        only them: detached codes). Notes the earlier protocol's training-batch hits when it is on."""
+        loss = terms["total"] + terms["classifier"]
+        if self.earlier:
+            loss = loss + terms["classifier_earlier"]
+            self.earlier_hits += terms["hits_earlier"]
+            self.earlier_count += 1
+        return loss
 
     def _backward(self, optimizer: str, loss: torch.Tensor, update: bool) -> None:
         opt = self.optimizers[optimizer]
@@ -261,6 +286,11 @@ class Trainer:
     def run(self, train: DevicePairs, batch_size: int, n: int) -> None:
         """n iterations, nothing read back to the host."""
         for _ in range(n):
+            devices.tick()  # a CPU run follows other processes' load (dismi.devices.CoreWatch)
+            if self.heartbeat is not None and time.monotonic() >= self._next_beat:
+                self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                self.heartbeat(self.iteration)
+            self._before_step(train, batch_size)
             rows = train.draw(batch_size, self.batch_gen)  # (2B,)
             terms = self.step(train.images[rows], train.classes[rows], **self.precomputed(train, rows))
             self.iteration += 1
@@ -268,6 +298,9 @@ class Trainer:
             self.count += 1
             self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0),
                                          self.iteration, self.first_bad)
+
+    def _before_step(self, train: DevicePairs, batch_size: int) -> None:
+        """Work of the loop between two steps (ExclusiveTrainer's discriminator refresh); none by default."""
 
     def fit(self, data: PairData, *, iters: int, batch_size: int, log_every: int, checkpoint_every: int,
             log: Callable[[int, dict[str, float]], None], save: Callable[[dict], None],
@@ -288,7 +321,7 @@ class Trainer:
             if snapshot_every > 0 and self.iteration % snapshot_every == 0 and self.iteration < iters:
                 self.snapshots[self.iteration] = _cpu_state(self.model.encoder)
             if self.iteration % log_every == 0 or self.iteration == iters:
-                log(self.iteration, self._mean_terms() | self.online_accuracy(test))
+                log(self.iteration, self._mean_terms() | self.online_accuracy(test) | self._extra_metrics())
             if self.iteration % checkpoint_every == 0 or self.iteration == iters:
                 save(self.state_dict())
 
@@ -321,6 +354,16 @@ class Trainer:
         return {f"{ONLINE_PREFIX[probe]}/{self.representation}/{name}": a
                 for probe, h in hits.items() for name, a in zip(FACTORS, h.tolist())}
 
+    def _extra_metrics(self) -> dict[str, float]:
+        """Logged beside the terms: the earlier protocol's accuracies on the interval's training batches (when
+        on), acc_earlier/<representation>/<factor>."""
+        if not self.earlier:
+            return {}
+        hits = (self.earlier_hits / max(self.earlier_count, 1)).tolist()
+        self.earlier_hits.zero_()
+        self.earlier_count = 0
+        return {f"{ONLINE_PREFIX['earlier']}/{self.representation}/{name}": a for name, a in zip(FACTORS, hits)}
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
@@ -328,7 +371,11 @@ class Trainer:
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                 "generators": {"batch": self.batch_gen.get_state(), "eval": self.eval_gen.get_state()},
                 "sums": self.sums, "count": self.count,
-                "snapshots": {str(i): w for i, w in self.snapshots.items()}}
+                "snapshots": {str(i): w for i, w in self.snapshots.items()}} | self._extra_state()
+
+    def _extra_state(self) -> dict:
+        """State of the options that are on (absent when off, so a default checkpoint is today's)."""
+        return {"earlier": (self.earlier_hits, self.earlier_count)} if self.earlier else {}
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = state["iteration"]
@@ -340,6 +387,9 @@ class Trainer:
         self.sums.copy_(state["sums"])
         self.count = state["count"]
         self.snapshots = {int(i): w for i, w in state["snapshots"].items()}
+        if self.earlier:
+            self.earlier_hits.copy_(state["earlier"][0])
+            self.earlier_count = state["earlier"][1]
 
 
 class SharedTrainer(Trainer):
@@ -347,10 +397,13 @@ class SharedTrainer(Trainer):
     representation = "shared"
 
     def __init__(self, *, width: int, dim: int, alpha: float, beta: float, gamma: float, switched: bool,
-                 lr: float, seed: int, device: torch.device, l1_reduce: str = "mean", compile: bool = False):
+                 lr: float, seed: int, device: torch.device, l1_reduce: str = "mean", compile: bool = False,
+                 online_earlier: bool = False):
         seeds = _stage_seeds(seed, 0)
+        if online_earlier:
+            self.terms = type(self).terms + ("classifier_earlier",)
         model = seeded(lambda: SharedModel(width, dim, alpha=alpha, beta=beta, gamma=gamma, switched=switched,
-                                           l1_reduce=l1_reduce),
+                                           l1_reduce=l1_reduce, online_earlier=online_earlier),
                        torch.Generator().manual_seed(seeds[0]))
         super().__init__(model, seeds, device, compile)
         # One optimizer: the classifiers see detached codes, so their loss only reaches them.
@@ -363,27 +416,49 @@ class SharedTrainer(Trainer):
         negatives = losses.other_in_view(len(images) // 2, self.batch_gen, self.device)
         with self.autocast():
             terms = self._terms(x, classes, negatives)
-        self._backward("main", terms["total"] + terms["classifier"], update)
+        self._backward("main", self._main_loss(terms), update)
         return torch.stack([terms[k].detach().float() for k in self.terms])
 
 
 class ExclusiveTrainer(Trainer):
+    """The exclusive stage's loop. Independence options (docs/facts.md, "Independence options"), each off or
+    the paper's at its default: `d_steps` D updates per encoder update, each on a fresh shuffle of the same
+    batch's codes; `lr_d` D's own learning rate (0: lr, the paper's single one); `adv_loss` and
+    `lambda_hsic` (ExclusiveModel); `d_refresh_every` > 0: every that many iterations D is re-initialised and
+    trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
+    on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
+    channels; tests plant a dependence with a small one)."""
     terms = ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")
     representation = "exclusive"
 
     def __init__(self, *, shared: Encoder, width: int, dim: int, alpha: float, beta: float, lambda_adv: float,
-                 lr: float, seed: int, device: torch.device, compile: bool = False):
+                 lr: float, seed: int, device: torch.device, compile: bool = False, d_steps: int = 1,
+                 lr_d: float = 0.0, adv_loss: str = "nonsaturating", d_refresh_every: int = 0,
+                 d_refresh_steps: int = 600, lambda_hsic: float = 0.0, online_earlier: bool = False,
+                 encoder: nn.Module | None = None):
+        if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0:
+            raise ValueError(f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
+                             f"lambda_hsic >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
+                             f"{lambda_hsic}")
         seeds = _stage_seeds(seed, 1)
+        self.terms = (type(self).terms + (("hsic",) if lambda_hsic > 0 else ())
+                      + (("classifier_earlier",) if online_earlier else ()))
         model = seeded(lambda: ExclusiveModel(shared.width, shared.out_dim, width, dim,
-                                              alpha=alpha, beta=beta, lambda_adv=lambda_adv),
+                                              alpha=alpha, beta=beta, lambda_adv=lambda_adv, adv_loss=adv_loss,
+                                              lambda_hsic=lambda_hsic, online_earlier=online_earlier),
                        torch.Generator().manual_seed(seeds[0]))
+        if encoder is not None:
+            model.encoder = encoder
         super().__init__(model, seeds, device, compile)
         self.shared = shared.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
         self._codes_for: DevicePairs | None = None  # the split `_codes` were computed for
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.seed, self.d_steps, self.lr_d = seed, d_steps, lr_d if lr_d > 0 else lr
+        self.d_refresh_every, self.d_refresh_steps = d_refresh_every, d_refresh_steps
+        self.refresh_loss: torch.Tensor | None = None  # the last refreshed D's loss on its codes, per view
         d_params = set(self.model.discriminator.parameters())
         self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
-                           "discriminator": _adam(self.model.discriminator.parameters(), lr)}
+                           "discriminator": _adam(self.model.discriminator.parameters(), self.lr_d)}
         # Three compiled regions: D's update sits between the encoder's forward and the encoder's loss.
         self._encode = self._compile(self.model.encoder)
         self._d_loss = self._compile(self.model.discriminator_loss)
@@ -429,8 +504,91 @@ class ExclusiveTrainer(Trainer):
         # Alternate: D learns first, then the encoder plays against the updated D. The encoder's
         # backward also leaves gradients in D; D's next zero_grad discards them.
         self._backward("discriminator", d_loss, update)
+        if self.d_steps > 1:
+            d_loss = d_loss.detach().clone()  # a CUDA-graph replay of _d_loss below would overwrite it
+        for _ in range(self.d_steps - 1):  # a stronger adversary: more updates on this batch, fresh shuffles
+            shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
+            with self.autocast():
+                more = self._d_loss(s, e.detach(), shuffle)
+            self._backward("discriminator", more, update)
         with self.autocast():
-            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives)
-        self._backward("main", terms["total"] + terms["classifier"], update)
-        terms["adv_discriminator"] = d_loss
+            # `shuffle`: the samples D was last trained on, what adv_loss="reversal" scores
+            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives, shuffle)
+        self._backward("main", self._main_loss(terms), update)
+        terms["adv_discriminator"] = d_loss  # D's loss as the encoder's last update left it, as at d_steps 1
         return torch.stack([terms[k].detach().float() for k in self.terms])
+
+    # -- a discriminator the encoder cannot beat by moving ---------------------------------------
+
+    def _before_step(self, train, batch_size):
+        if self.d_refresh_every and self.iteration and self.iteration % self.d_refresh_every == 0:
+            self.refresh_discriminator(train, batch_size)
+
+    def _refresh_generators(self) -> tuple[torch.Generator, torch.Generator]:
+        """(CPU init, device draws) generators of this refresh, from the seed and the refresh's index only:
+        nothing to checkpoint, and a resumed run refreshes as the unbroken one did."""
+        k = self.iteration // self.d_refresh_every
+        init, draws = np.random.SeedSequence([self.seed, 1, D_REFRESH_STREAM, k]).generate_state(2).tolist()
+        return torch.Generator().manual_seed(init), torch.Generator(self.device).manual_seed(draws)
+
+    @torch.no_grad()
+    def _current_codes(self, train: DevicePairs, batch_size: int, generator: torch.Generator
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """S and the current, detached E of D_REFRESH_PAIRS random train pairs -> (pairs, 2, dim) each, X then
+        Y. E comes in train mode and in batches of the game's size, as D sees it in the game; the encoder's
+        BatchNorm statistics are put back, so the refresh leaves the encoder as it found it."""
+        encoder = self.model.encoder
+        buffers = [b.clone() for b in encoder.buffers()]
+        s_all, e_all = [], []
+        for _ in range(-(-D_REFRESH_PAIRS // batch_size)):
+            rows = train.draw(batch_size, generator)  # (2B,)
+            x = to_input(train.images[rows])
+            with self.autocast():
+                s = self.precomputed(train, rows).get("s")
+                s = self.shared(x)[0] if s is None else s
+                e = encoder(x)[0]
+            s_all.append(torch.stack(s.float().chunk(2), 1))  # (B, 2, shared_dim)
+            e_all.append(torch.stack(e.float().chunk(2), 1))  # (B, 2, dim)
+        for b, saved in zip(encoder.buffers(), buffers):
+            b.copy_(saved)
+        return torch.cat(s_all), torch.cat(e_all)
+
+    def refresh_discriminator(self, train: DevicePairs, batch_size: int) -> None:
+        """Re-initialise D (seeded) with a fresh Adam and train it `d_refresh_steps` steps on the current codes
+        of D_REFRESH_PAIRS train pairs: minibatches of `batch_size` pairs, each with a fresh within-view
+        shuffle, as in the game. The game then goes on against this D."""
+        init, draws = self._refresh_generators()
+        d = self.model.discriminator
+        fresh = seeded(lambda: Discriminator(self.shared.out_dim, self.model.encoder.out_dim), init)
+        with torch.no_grad():
+            for mine, new in zip(d.parameters(), fresh.parameters()):
+                mine.copy_(new)
+        self.optimizers["discriminator"] = _adam(d.parameters(), self.lr_d)
+        s_codes, e_codes = self._current_codes(train, batch_size, draws)
+        tail = max(1, self.d_refresh_steps // 10)  # the loss it ends with: its last tenth of steps
+        ending = torch.zeros((), device=self.device)
+        for i in range(self.d_refresh_steps):
+            pick = torch.randint(len(s_codes), (batch_size,), generator=draws, device=self.device)
+            s, e = s_codes[pick].transpose(0, 1).flatten(0, 1), e_codes[pick].transpose(0, 1).flatten(0, 1)  # (2B, .)
+            shuffle = losses.other_in_view(batch_size, draws, self.device)
+            self._begin_step()  # the last step's graph outputs are read (`ending`) before this replay
+            with self.autocast():
+                loss = self._d_loss(s, e, shuffle)
+            self._backward("discriminator", loss, True)
+            if i >= self.d_refresh_steps - tail:
+                ending += loss.detach().float()
+        self.refresh_loss = ending / tail / 2  # per view, against 2 ln 2 at chance
+
+    def _extra_metrics(self):
+        extra = super()._extra_metrics()
+        if self.refresh_loss is not None:
+            extra["loss/d_refresh"] = self.refresh_loss.item()
+        return extra
+
+    def _extra_state(self):
+        return super()._extra_state() | ({"refresh_loss": self.refresh_loss} if self.d_refresh_every else {})
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.d_refresh_every:
+            self.refresh_loss = state["refresh_loss"]

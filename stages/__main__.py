@@ -1,10 +1,12 @@
-"""`python -m stages COMMAND`: the six DVC stages, plus the bench, results and knobs helpers."""
+"""`python -m stages COMMAND`: the six DVC stages, plus the bench, results, offline-plots, push-run-cache and knobs
+helpers."""
 import sys
 
 import typer
 
 from dismi.errors import DismiError
-from stages import bench, download, evaluate, knobs, pairs, plot, results, train_exclusive, train_shared
+from stages import (bench, download, evaluate, knobs, offline_plots, pairs, plot, results, run_cache,
+                    train_exclusive, train_shared)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="dismi pipeline stages (run them through `dvc repro`).")
@@ -15,8 +17,13 @@ app.command("train-exclusive", help="Stage 4: learn the exclusive representation
 app.command("evaluate", help="Stage 5: held-out probe accuracies, distance to ideal, retrieval.")(evaluate.main)
 app.command("plot", help="Stage 6: PNG figures under metrics/plots.")(plot.main)
 app.command("bench", help="Not a stage: iterations/s of both training loops vs bare forward+backward.")(bench.main)
-app.command("results", help="Not a stage: mean ± std over seeds, lambda_adv curve, ablations, from DVC experiments "
-                              "named <group>-seed<k>.")(results.main)
+app.command("results", help="Not a stage: mean ± std over seeds, lambda_adv curve, ablations, from the DVC "
+                              "experiments of every commit, grouped by name (<group>-seed<k>) or by params "
+                              "but the seed.")(results.main)
+app.command("offline-plots", help="Not a stage: a `dvc plots` page with Vega bundled, set as plots.html_template: "
+                                  "plots drawn with no network.")(offline_plots.main)
+app.command("push-run-cache", help="Not a stage: DVC's run-cache to the DVC remote with every file it names "
+                                   "(cache: false outputs too), so other machines restore what ran here.")(run_cache.main)
 app.command("knobs", help="Not a stage: every param with its paper symbol, value, report default and meaning.")(knobs.main)
 
 

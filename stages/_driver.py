@@ -7,20 +7,30 @@ when nothing is learnt up to 0), the stage's own terms (loss/l1; loss/adv_encode
 loss/adv_discriminator), loss/classifier, and acc/<representation>/<factor>, the online classifiers'
 accuracy on test images.
 
-Checkpoints are not DVC outputs. They live in a git-ignored directory that dvc.yaml does not list
-(--checkpoints), one file per fingerprint: the params that change results, the pairs file's (and the
-shared model's) SHA-256, the device kind, the networks' shapes and the SHA-256 of the stage's code (its
-import closure in dismi/ and stages/, dismi.sources). So DVC's run-cache stays on (a `persist: true`
-output switches it off): a configuration trained before is restored from the cache, not retrained, and
-a queue of experiments that differ only downstream trains the stage once. A killed run resumes from its
-checkpoint when rerun with the same fingerprint, and only then: after a code edit it starts fresh. The
-checkpoint also carries the dvclive directory as it was at its iteration, because DVC deletes a stage's
-(non-persist) outputs before rerunning it; it is deleted once the model file is written.
+Checkpoints are not DVC outputs. They live in a per-user directory outside every workspace
+(checkpoint_dir(): $DISMI_CHECKPOINTS, else checkpoints/ in the download cache, ~/.cache/dismi), one
+file per fingerprint: the params that change results, the pairs file's (and the shared model's)
+SHA-256, the device kind, the networks' shapes and the SHA-256 of the stage's code (its import closure
+in dismi/ and stages/, dismi.sources). No path is in it, so any workspace, `dvc exp run --queue` task
+(each runs in a temporary copy of the repository, deleted when it ends) or cluster job of the same
+configuration resumes the same checkpoint. DVC's run-cache stays on (a `persist: true` output switches it
+off): a configuration trained before is restored from the cache, not retrained, and a queue of
+experiments that differ only downstream trains the stage once. A killed run resumes from its checkpoint
+when rerun with the same fingerprint, and only then: after a code edit it starts fresh. Two runs of one
+fingerprint at once (queue workers) write the same file; training being deterministic, the state at a
+given iteration is the same whoever saved it. The checkpoint also carries the dvclive directory as it
+was at its iteration, because DVC deletes a stage's (non-persist) outputs before rerunning it; it is
+deleted once the model file is written.
+
+Each logged interval is also a dvclive step (`next_step`), the signal the DVC extension of VS Code and
+Studio follow live, and one plain line on stdout with the speed and the time left (no carriage returns:
+`dvc queue logs` and Slurm logs show lines, not a redrawn bar).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -39,15 +49,41 @@ from stages import params as P
 T = TypeVar("T", P.TrainShared, P.TrainExclusive)
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the stage's code: its import closure under here
 CODE_PACKAGES = ("dismi", "stages")
+CHECKPOINTS_ENV = "DISMI_CHECKPOINTS"
+
+
+def checkpoint_dir(checkpoints: Path | None = None) -> Path:
+    """`checkpoints` when given, else $DISMI_CHECKPOINTS, else checkpoints/ in the per-user download cache
+    ($DISMI_CACHE, else $XDG_CACHE_HOME/dismi, else ~/.cache/dismi): per user, outside every workspace,
+    because a queue task's workspace and a requeued cluster job's clone are deleted with what is in them."""
+    if checkpoints is not None:
+        return checkpoints
+    if os.environ.get(CHECKPOINTS_ENV):
+        return Path(os.environ[CHECKPOINTS_ENV]).expanduser()
+    # dismi.download.cache_dir()'s rule, not imported: the downloader would join the training stages' code
+    # hash (their import closure), and a downloader edit would then discard every checkpoint
+    if os.environ.get("DISMI_CACHE"):
+        return Path(os.environ["DISMI_CACHE"]).expanduser() / "checkpoints"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dismi" / "checkpoints"
+
+
+def time_left(seconds: float) -> str:
+    """4.2 -> '4 s', 190 -> '3 min 10 s', 7500 -> '2 h 5 min'."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 @contextmanager
-def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path, checkpoints: Path,
-          live: Path) -> Iterator[tuple[T, torch.device, PairData, str]]:
+def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path,
+          checkpoints: Path | None, live: Path) -> Iterator[tuple[T, torch.device, PairData, str]]:
     """Guard the outputs, read the stage's config, claim a device (dismi.devices) and this run's share of
     the cores, load the pairs -> (config, device, pairs, pairs' SHA-256); the claim ends with the block."""
     # A failed run must not leave an older model looking current; the checkpoints and log are kept.
-    guard_outputs([pairs, *inputs, params], [model], kept=[checkpoints, live])
+    guard_outputs([pairs, *inputs, params], [model], kept=[checkpoint_dir(checkpoints), live])
     cfg = config.load(params)
     allocator.keep_freed_memory()  # a step's large tensors reuse freed memory instead of faulting it in again
     with devices.claim(cfg.device) as claim:
@@ -88,15 +124,16 @@ def checkpoint_path(checkpoints: Path, representation: str, fp: dict) -> Path:
 
 
 def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.TrainExclusive, *, data_sha256: str,
-          model: Path, checkpoints: Path, live: Path, module: str, **provenance: Any) -> None:
+          model: Path, checkpoints: Path | None, live: Path, module: str, **provenance: Any) -> None:
     """Resume from the checkpoint made with these params, data, code and networks, else start fresh;
     train to cfg.iters, logging to `live`; write the encoder to `model` with what it was trained with.
 
+    `checkpoints`: the checkpoint directory, None for checkpoint_dir()'s per-user default.
     `module` names the stage's module (its __name__): the code whose hash joins the fingerprint.
     `provenance` (the shared model's SHA-256) joins the checkpoint's fingerprint and the model file.
     """
     fp = fingerprint(trainer, cfg, data_sha256=data_sha256, module=module, **provenance)
-    checkpoint = checkpoint_path(checkpoints, trainer.representation, fp)
+    checkpoint = checkpoint_path(checkpoint_dir(checkpoints), trainer.representation, fp)
     state = training.load_checkpoint(checkpoint, fp)
     if state is not None:
         trainer.load_state_dict(state)
@@ -108,21 +145,30 @@ def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.Trai
     clock = [time.perf_counter(), trainer.iteration]
 
     def log(iteration: int, metrics: dict[str, float]) -> None:
-        logger.step = iteration
+        logger.step = iteration  # the rows' step is the iteration; next_step() then signals it
         for name, value in metrics.items():
             logger.log_metric(name, value)
-        logger.make_summary()
+        logger.next_step()  # summary, and the step-completed signal VS Code and Studio follow
         now = time.perf_counter()
         rate = (iteration - clock[1]) / (now - clock[0])
         clock[:] = [now, iteration]
         threads = devices.share_cores()  # follow runs that started or ended since
+        left = time_left((cfg.iters - iteration) / rate) if rate > 0 else "?"
         typer.echo(f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
                    f"mi global {metrics['mi/global']:.4f}  mi local {metrics['mi/local']:.4f}  "
-                   f"{rate:.1f} it/s, {threads} thread(s)")
+                   f"{rate:.1f} it/s, {left} left, {threads} thread(s)")
 
     def save(s: dict) -> None:
         training.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
 
+    def heartbeat(iteration: int) -> None:  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
+        done = iteration - clock[1]
+        if done > 0:
+            rate = done / (time.perf_counter() - clock[0])
+            typer.echo(f"iteration {iteration}/{cfg.iters}  {rate:.1f} it/s, "
+                       f"{time_left((cfg.iters - iteration) / rate)} left")
+
+    trainer.heartbeat = heartbeat
     trainer.fit(data, **cfg.fit_args(), log=log, save=save)
     logger.end()
     kind = trainer.representation

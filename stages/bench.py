@@ -8,18 +8,25 @@ online accuracies on a test batch), timed apart and spread over its interval. Th
 step on a fixed batch without the optimizers; their gap is the loop's overhead. The reference
 (dismi.reference) runs in a fresh process, as a plain script would. Random images: speed does not depend
 on content. Weights and learning rates are the declared defaults of stages/params.py (the report's).
+
+The device is claimed as the stages claim it (dismi.devices): on the CPU the run's share of the cores,
+following other processes' load. `--compete N` runs N single-threaded CPU-bound processes (as `yes >
+/dev/null` would) while it measures, to check what a busy machine costs; `--no-follow-load` turns the
+following off, which is how the stages ran before it.
 """
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
 import typer
 
-from dismi import allocator, training
+from dismi import allocator, devices, training
 from dismi.factors import SIZES
 from dismi.pairfile import TEST, TRAIN, PairData
 from stages import params as P
@@ -59,6 +66,9 @@ def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
     rows = train.draw(batch, trainer.batch_gen)
     fixed = (train.images[rows], train.classes[rows], trainer.precomputed(train, rows))
     trainer.run(train, batch, warmup)
+    settle = time.perf_counter() + (SETTLE_SECONDS if devices._watch[0] is not None else 0)
+    while time.perf_counter() < settle:  # the load watch decides from a window of samples: let it see one
+        trainer.run(train, batch, 1)
     for _ in range(warmup):
         trainer.step(fixed[0], fixed[1], update=False, **fixed[2])
     loop = bare = logging = float("inf")
@@ -69,6 +79,21 @@ def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
         logging = min(logging, _seconds(lambda: (trainer._mean_terms(), trainer.online_accuracy(test)), 1,
                                         trainer.device))
     return loop + logging / log_every, bare
+
+
+SETTLE_SECONDS = 3.0  # more than one CoreWatch window
+
+
+@contextmanager
+def _competitors(n: int) -> Iterator[None]:
+    """n single-threaded CPU-bound processes running for the block, like `yes > /dev/null`."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def _profile(trainer: training.Trainer, data: PairData, batch: int, iters: int, rows: int) -> str:
@@ -104,15 +129,30 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
          compile: bool = typer.Option(False, help="Compile the steps, as the compile param does."),
          reference: bool = typer.Option(False, help="Also time dismi.reference, the plain shared step (CPU)."),
          profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
-         seed: int = typer.Option(0, help="Seed of the random images and the networks.")) -> None:
-    dev = training.resolve_device(device)
+         seed: int = typer.Option(0, help="Seed of the random images and the networks."),
+         compete: int = typer.Option(0, min=0, help="Single-threaded CPU-bound processes run beside it."),
+         follow_load: bool = typer.Option(True, help="Give other processes' busy threads a core each, as the "
+                                                     "stages do (dismi.devices.CoreWatch).")) -> None:
     ref_iters = max(iters, 5)  # its median step is its figure
     refs = [_reference(width, batch, ref_iters)] if reference else []  # first: nothing else runs yet
+    with devices.claim(device) as claim, _competitors(compete):
+        claim.use()
+        if not follow_load:
+            devices._watch[0] = None
+        _bench(claim.device, width, dim, batch, iters, rounds, warmup, log_every, compile, profile, seed, compete,
+               reference, refs, ref_iters)
+
+
+def _bench(dev: torch.device, width: int, dim: int, batch: int, iters: int, rounds: int, warmup: int,
+           log_every: int, compile: bool, profile: int, seed: int, compete: int, reference: bool,
+           refs: list[float], ref_iters: int) -> None:
     allocator.keep_freed_memory()  # as the stages do
     data = _random_pairs(max(2 * batch, 64), seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    typer.echo(f"device {dev}{threads}; width {width}, dims {dim}, batch {batch} pairs; best of {rounds} rounds "
-               f"of {iters} iterations, after {warmup}; log every {log_every}{'; compiled' if compile else ''}")
+    follow = "following other processes' load" if devices._watch[0] is not None else "not following load"
+    typer.echo(f"device {dev}{threads} ({follow}); {compete} competing process(es); width {width}, dims {dim}, "
+               f"batch {batch} pairs; best of {rounds} rounds of {iters} iterations, after {warmup}; "
+               f"log every {log_every}{'; compiled' if compile else ''}")
     sizes = {"width": width, "dim": dim, "seed": seed, "compile": compile}
     shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev)
     rows = []
@@ -120,16 +160,19 @@ def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the
         if trainer is None:  # built after the shared figures: it freezes the encoder it is given
             trainer = training.ExclusiveTrainer(shared=shared.model.encoder, device=dev,
                                                 **P.TrainExclusive.defaults(**sizes).trainer_args())
-        rows.append((name, *_measure(trainer, data, batch, iters, warmup, rounds, log_every)))
+        rows.append((name, *_measure(trainer, data, batch, iters, warmup, rounds, log_every), torch.get_num_threads()))
         if profile:
             typer.echo(f"{name} loop, {iters} iterations:\n{_profile(trainer, data, batch, iters, profile)}")
     if reference:  # again, last: the faster of the two is the baseline, so a drift in the machine's speed
         refs.append(_reference(width, batch, ref_iters))  # during the run does not flatter the loops
     ref = min(refs, default=None)
-    typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'x reference':>12}")
+    typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'threads':>8} "
+               f"{'x reference':>12}")
     if ref is not None:
         runs = ", ".join(f"{1 / r:.3f}" for r in refs)
-        typer.echo(f"{'reference':<10} {1 / ref:>10.3f} {'':>13} {'':>9} {1.0:>12.2f}   (faster of {runs} it/s)")
-    for name, loop, bare in rows:
+        typer.echo(f"{'reference':<10} {1 / ref:>10.3f} {'':>13} {'':>9} {'':>8} {1.0:>12.2f}   "
+                   f"(faster of {runs} it/s)")
+    for name, loop, bare, n_threads in rows:
         speedup = f"{ref / loop:>12.2f}" if ref is not None else ""
-        typer.echo(f"{name:<10} {1 / loop:>10.3f} {1 / bare:>13.3f} {100 * (loop / bare - 1):>8.1f}% {speedup}")
+        typer.echo(f"{name:<10} {1 / loop:>10.3f} {1 / bare:>13.3f} {100 * (loop / bare - 1):>8.1f}% {n_threads:>8} "
+                   f"{speedup}")

@@ -1,20 +1,26 @@
-"""Stage 5: held-out probe accuracies of S and E, distance to ideal, retrieval; JSON + Markdown."""
+"""Stage 5: held-out probe accuracies of S and E, distance to ideal, retrieval, S-E dependence; JSON + Markdown.
+
+Every snapshot of both encoders is encoded once; then each probe kind trains one bank over all of them
+(dismi.probes) and each critic kind one bank over E's snapshots and the calibration (dismi.dependence).
+Progress: one line per encoded snapshot and per epoch of each bank, with the time left.
+"""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from dismi import devices
+from dismi import dependence, devices
 from dismi.errors import DismiError
-from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, paper_probe_metric,
-                              probe_metric, retrieval_examples, retrieval_metric)
+from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, probe_metrics,
+                              retrieval_examples, retrieval_metric)
 from dismi.factors import FACTORS
 from dismi.files import file_sha256, guard_outputs, write_text_atomic
-from dismi.networks import encode
+from dismi.networks import PROBES, encode
 from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
 from dismi.training import ONLINE_PREFIX, load_snapshots
 from stages import params as P
@@ -52,11 +58,6 @@ def _codes(encoder, representation: str, data: PairData, device: str) -> Codes:
                  tuple(data.n_values()))
 
 
-def _curve_rows(representation: str, iteration, results: dict) -> list[dict]:
-    return [{"representation": representation, "probe": probe, "iteration": iteration, **acc}
-            for probe, acc in results.items()]
-
-
 def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndarray], k: int) -> dict:
     """A few queries with their neighbours by S and by E, as pairs-file rows and Shapes3D indices."""
     test_rows = data.image_rows(TEST)
@@ -68,6 +69,50 @@ def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndar
     return {"k": k, "queries": [{"row": int(test_rows[q]), "source": int(data.source[test_rows[q]]),
                                  **{rep: where(n[i]) for rep, n in neighbours.items()}}
                                 for i, q in enumerate(queries)]}
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+class _Progress:
+    """One line per step of a phase of known length: what is done, the phase's time left, time so far.
+    Lines, not a redrawn bar, so `dvc queue logs` and log files stay one line per update."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def phase(self, what: str, total: int, unit: str):
+        begun = time.perf_counter()
+
+        def step(done: int, detail: str = "") -> None:
+            now = time.perf_counter()
+            left = (now - begun) / done * (total - done)
+            typer.echo(f"evaluate: {what}: {unit} {done}/{total}{detail}, {_clock(left)} left in this step "
+                       f"({_clock(now - self.start)} so far)")
+
+        return step
+
+
+def _dependence(s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings,
+                progress: _Progress) -> dict:
+    """Fresh critics of each kind on (final S, E) for every E snapshot and a calibration (E shuffled)."""
+    pairs = [(s_final.train, e.train, s_final.test, e.test) for _, e in e_codes]
+    pairs.append(dependence.calibration(*pairs[-1], seed=settings.seed))
+    out: dict = {"chance_loss": dependence.CHANCE_LOSS}
+    for critic in dependence.CRITICS:
+        step = progress.phase(f"{critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration",
+                              settings.critic_epochs, "epoch")
+        got = dependence.critic_losses(pairs, critic, epochs=settings.critic_epochs, lr=settings.probe_lr,
+                                       batch_size=settings.probe_batch_size, seed=settings.seed,
+                                       device=settings.device, on_epoch=step)
+        *per_snapshot, calibrated = got
+        out[critic] = {"loss": per_snapshot[-1], "jsd": dependence.implied_jsd(per_snapshot[-1]),
+                       "calibration_loss": calibrated, "calibration_jsd": dependence.implied_jsd(calibrated),
+                       "by_iteration": {str(it): {"loss": loss, "jsd": dependence.implied_jsd(loss)}
+                                        for (it, _), loss in zip(e_codes, per_snapshot)}}
+    return out
 
 
 def main(
@@ -91,37 +136,61 @@ def main(
         claim.use()
         device = claim.device
         settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
-        online = {probe: {rep: _online(path, rep, probe) for rep, path in
-                          (("shared", online_shared), ("exclusive", online_exclusive))} for probe in ("wide", "paper")}
+        logs = (("shared", online_shared), ("exclusive", online_exclusive))
+        online = {probe: {rep: _online(path, rep, probe) for rep, path in logs} for probe in ("wide", "paper")}
+        # The earlier implementations' protocol (online_earlier: softmax before the cross-entropy, accuracy
+        # on training batches), when both stages logged it: beside the correct figures, for comparison.
+        if all(ONLINE_PREFIX["earlier"] in json.loads(path.read_text()) for _, path in logs):
+            online["earlier"] = {rep: _online(path, rep, "earlier") for rep, path in logs}
         data = load_pairs(pairs)
         data_sha256 = file_sha256(pairs)
-        results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
-        rows: list[dict] = []
-        shown: dict[str, np.ndarray] = {}
+        progress = _Progress()
+        snapshots = {}
         for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
-            snapshots, meta = load_snapshots(model_path, device)
+            snapshots[rep], meta = load_snapshots(model_path, device)
             _check_model(meta, model_path, rep, data_sha256)
-            *earlier, (iteration, encoder) = snapshots
-            codes = _codes(encoder, rep, data, str(device))
-            results["retrieval"][rep] = retrieval_metric(codes, settings)  # first: a bad retrieval_k fails fast
-            results[rep] = probe_metric(codes, settings)
-            results["paper_probe"][rep] = paper_probe_metric(codes, settings)
-            # Queries depend only on the seed and the test set, so S and E share them.
-            queries, shown[rep] = retrieval_examples(codes, settings, N_SHOWN)
-            # Held-out accuracy against training iterations, from the snapshots the model file carries.
-            for it, snap in earlier:
-                snap_codes = _codes(snap, rep, data, str(device))
-                rows += _curve_rows(rep, it, {"wide": probe_metric(snap_codes, settings),
-                                              "paper": paper_probe_metric(snap_codes, settings)})
-            rows += _curve_rows(rep, iteration, {"wide": results[rep], "paper": results["paper_probe"][rep]})
+        # Every snapshot encoded once, in training order; the last of each representation is the final encoder.
+        step = progress.phase("encoding every image", sum(map(len, snapshots.values())), "snapshot")
+        codes: dict[str, list[tuple[int | None, Codes]]] = {rep: [] for rep in REPRESENTATIONS}
+        for rep in REPRESENTATIONS:
+            for it, encoder in snapshots[rep]:
+                codes[rep].append((it, _codes(encoder, rep, data, str(device))))
+                step(sum(map(len, codes.values())), f" ({rep} at iteration {it})")
+        final = {rep: codes[rep][-1][1] for rep in REPRESENTATIONS}
+        results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
+        # First: a bad retrieval_k fails fast. Queries depend only on the seed and the test set, so S and E share them.
+        shown: dict[str, np.ndarray] = {}
+        for rep in REPRESENTATIONS:
+            results["retrieval"][rep] = retrieval_metric(final[rep], settings)
+            queries, shown[rep] = retrieval_examples(final[rep], settings, N_SHOWN)
+        every = [(rep, it, c) for rep in REPRESENTATIONS for it, c in codes[rep]]
+        held_out = {}
+        for probe in PROBES:
+            step = progress.phase(f"{probe} probes on {len(every)} snapshots", settings.probe_epochs, "epoch")
+            held_out[probe] = probe_metrics([c for _, _, c in every], settings, probe, on_epoch=step)
+        # Held-out accuracy against training iterations, from the snapshots the model files carry.
+        rows = [{"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}
+                for i, (rep, it, _) in enumerate(every) for probe in ("wide", "paper")]
+        last = {rep: max(i for i, (r, _, _) in enumerate(every) if r == rep) for rep in REPRESENTATIONS}
+        for rep in REPRESENTATIONS:
+            results[rep] = held_out["wide"][last[rep]]
+            results["paper_probe"][rep] = held_out["paper"][last[rep]]
+        results["dependence"] = _dependence(final["shared"], codes["exclusive"], settings, progress)
         examples = _examples(data, queries, shown, settings.retrieval_k)
-        figures = ("shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper")
-        write_text_atomic(metrics, json.dumps({k: results[k] for k in figures}, indent=2) + "\n")
+        if "earlier" in online:
+            results["online_earlier"] = online["earlier"]
+        figures = ("shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper", "online_earlier",
+                   "dependence")
+        write_text_atomic(metrics, json.dumps({k: results[k] for k in figures if k in results}, indent=2) + "\n")
         write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
         write_text_atomic(table, markdown_table(results, data.n_values()))
         write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
+        dep = results["dependence"]
         typer.echo(f"distance to ideal, paper probe: S {results['paper_probe']['shared']['distance_to_ideal']:.4f}, "
                    f"E {results['paper_probe']['exclusive']['distance_to_ideal']:.4f}; wide probe: "
                    f"S {results['shared']['distance_to_ideal']:.4f}, "
-                   f"E {results['exclusive']['distance_to_ideal']:.4f}; "
-                   f"wrote {metrics}, {table}, {retrieval}, {curves}")
+                   f"E {results['exclusive']['distance_to_ideal']:.4f}; critics' held-out loss (2 ln 2 = "
+                   f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
+                   f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
+                   f"(calibration {dep['separable']['calibration_loss']:.3f}); "
+                   f"wrote {metrics}, {table}, {retrieval}, {curves}; {_clock(time.perf_counter() - progress.start)}")

@@ -158,6 +158,10 @@ class _Training(_Seeded):
     snapshot_every: int = knob("snapshot_every", 0, "an integer >= 0 (0 = no snapshots)",
                                "iterations between encoder snapshots for held-out learning curves (0 = none)",
                                check=_nonneg)
+    # A measurement, not a fix: it changes no encoder, only adds classifiers and their logs.
+    online_earlier: bool = knob("online_earlier", False, "true or false",
+                                "also log acc_earlier/...: paper-width online classifiers trained and read as the "
+                                "earlier implementations did (softmax before cross-entropy, training batches)")
 
     def trainer_args(self) -> dict[str, Any]:
         """The trainer's keyword arguments but `device` (resolved by the stage)."""
@@ -203,6 +207,25 @@ class TrainExclusive(_Training):
     lambda_adv: float = knob("lambda_adv", 0.01, "a number >= 0",
                              "weight of the adversarial term (eq. 8; paper Fig. 5 sweeps 0..0.05)",
                              symbol="λ_adv", check=_nonneg)
+    # Independence options (docs/facts.md): each default is the paper's adversary as the code ran it before.
+    d_steps: int = knob("d_steps", 1, "an integer >= 1",
+                        "discriminator updates per encoder update, each on a fresh shuffle of the batch (paper: 1)",
+                        check=_positive_int)
+    lr_d: float = knob("lr_d", 0.0, "a number >= 0 (0 = lr_ex)",
+                       "the discriminator's Adam learning rate; 0 = lr_ex, the paper's single learning rate",
+                       check=_nonneg)
+    adv_loss: str = knob("adv_loss", "nonsaturating", "'nonsaturating' or 'reversal'",
+                         "encoder's side of eq. 10: nonsaturating (make joint look shuffled) or reversal "
+                         "(maximise D's whole loss, eq. 10 read literally)", check=_one_of("nonsaturating", "reversal"))
+    d_refresh_every: int = knob("d_refresh_every", 0, "an integer >= 0 (0 = off)",
+                                "every that many iterations re-initialise D and train it d_refresh_steps steps on "
+                                "the current codes of 4,096 train images (0 = off; a departure)", check=_nonneg)
+    d_refresh_steps: int = knob("d_refresh_steps", 600, "an integer >= 1",
+                                "steps of each refreshed discriminator's training (with d_refresh_every > 0)",
+                                check=_positive_int)
+    lambda_hsic: float = knob("lambda_hsic", 0.0, "a number >= 0 (0 = off)",
+                              "weight of the normalised HSIC between S and E per view, median-bandwidth Gaussian "
+                              "kernels (0 = off; a departure)", symbol="λ_HSIC", check=_nonneg)
 
 
 @dataclass(frozen=True)
@@ -218,6 +241,9 @@ class Evaluate(_Seeded):
                             check=_positive_int)
     retrieval_queries: int = knob("retrieval_queries", 1000, "an integer >= 1",
                                   "test images used as retrieval queries", check=_positive_int)
+    critic_epochs: int = knob("critic_epochs", 10, "an integer >= 1",
+                              "epochs of each fresh critic of the S-E dependence (Table IV D, separable) on "
+                              "train-split codes", check=_positive_int)
 
 
 CONFIGS: tuple[type[Config], ...] = (Download, Pairs, TrainShared, TrainExclusive, Evaluate)

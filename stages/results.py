@@ -1,5 +1,7 @@
-"""Not a stage: tables and figures over DVC experiments grouped by name (`<group>-seed<k>`): mean ± std
-over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper Tables 6-7)."""
+"""Not a stage: tables and figures over the DVC experiments of every commit, grouped by name
+(`<group>-seed<k>`) or, for any other name (a sweep's generated ones), by their params but the seed
+(dismi.studies): mean ± std over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper
+Tables 6-7)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +14,7 @@ from dismi import plotting, studies
 from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from dismi.files import write_text_atomic
+from stages import params as P
 
 METRICS_FILE = "metrics/evaluate.json"
 PARAMS_FILE = "params.yaml"
@@ -31,31 +34,43 @@ def _unflatten(flat: dict) -> dict:
 
 def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
     """Named, finished experiments from `dvc.api.exp_show()` rows (flat columns: a column is prefixed with
-    its file, `params.yaml:seed`, only where two files share a name)."""
-    runs = []
+    its file, `params.yaml:seed`, only where two files share a name), each with the params of the
+    baseline row it follows (the commit it ran from). Params are the knobs stages/params.py declares:
+    the rows' other columns are metrics, dependencies' hashes and DVC's own (State, Executor, ...)."""
+    runs, base = [], None
     for row in rows:
+        params, metrics = {}, {}
+        for key, value in row.items():
+            file, _, column = key.rpartition(":")
+            if file in ("", PARAMS_FILE) and column in P.KNOBS:
+                params[column] = value
+            if file in ("", METRICS_FILE):
+                metrics[column] = value
         name = row.get("Experiment")
+        if row.get("typ") == "baseline":
+            base = params if row.get("rev") != "workspace" else None
         if not name or row.get("rev") == "workspace":
             continue
         if row.get("State") not in (None, "Success"):
             # queued, running or failed: DVC shows such a row with its baseline's metrics, not its own
             continue
-        params, metrics = {}, {}
-        for key, value in row.items():
-            file, _, column = key.rpartition(":")
-            if file in ("", PARAMS_FILE) and column not in metrics:
-                params[column] = value
-            if file in ("", METRICS_FILE):
-                metrics[column] = value
-        runs.append(studies.Run(name, params, _unflatten(metrics)))
+        runs.append(studies.Run(name, params, _unflatten(metrics), base=base))
     return runs
+
+
+# Knobs that change no output (checkpoint_every): runs differing only there are one setting.
+UNGROUPED = ("seed", *(k.key for k in P.KNOBS.values() if not k.tracked))
 
 
 def _exp_show() -> list[dict]:
     import dvc.api  # here, so that `python -m stages --help` does not pay for importing DVC
+    from dvc.repo import Repo
 
     try:
-        return dvc.api.exp_show()
+        # Every commit's experiments (`dvc exp show --all-commits`), not only HEAD's: a study survives commits.
+        with Repo() as repo:
+            baselines = sorted(repo.experiments.ls(all_commits=True))
+        return dvc.api.exp_show(revs=baselines or None)
     except Exception as e:  # DVC's own errors: not a repo, no commits, ...
         raise DismiError(f"dvc.api.exp_show failed ({type(e).__name__}: {e}): run inside the DVC repository, "
                          "after `dvc exp run`") from None
@@ -76,10 +91,10 @@ def main(
                              ) from None
     else:
         rows = _exp_show()
-    summaries = studies.summarise(runs_from_exp_show(rows))
+    summaries = studies.summarise(runs_from_exp_show(rows), ignore=UNGROUPED)
     if not summaries:
         raise DismiError(f"no experiment has every figure of {METRICS_FILE}: run `dvc exp run -n <group>-seed<k>` "
-                         "first (see README, Reproduction)")
+                         "or a sweep (`dvc exp run --queue -S 'seed=range(3)'`) first (see README, Reproduction)")
     wrote = ["results.md", "results.json"]
     write_text_atomic(out / "results.md", "\n".join(studies.summary_table(s) for s in summaries))
     write_text_atomic(out / "results.json", json.dumps(

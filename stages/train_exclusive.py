@@ -4,6 +4,9 @@ The shared encoder comes frozen, in eval mode, from the shared stage's model fil
 shared stage (see stages/_driver.py: loss/total, mi/global, mi/local, ...), with loss/adv_encoder (the
 encoder's adversarial term), loss/adv_discriminator (D's loss) and acc/exclusive/<factor> instead of
 loss/l1.
+With the independence options (docs/facts.md, "Independence options") also loss/hsic (lambda_hsic > 0)
+and loss/d_refresh (d_refresh_every > 0); with online_earlier, loss/classifier_earlier and
+acc_earlier/exclusive/<factor>, the earlier implementations' protocol (training batches).
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ from stages import params as P
 def main(pairs: Path = typer.Option(..., help="Pairs HDF5 file (output of the pairs stage)."),
          shared: Path = typer.Option(..., help="Shared encoder model file (output of train-shared)."),
          model: Path = typer.Option(..., help="Exclusive encoder model file to write."),
-         checkpoints: Path = typer.Option(..., help="Directory of resumable checkpoints (kept between runs, "
-                                                    "not a DVC output)."),
+         checkpoints: Path = typer.Option(None, help="Directory of resumable checkpoints (kept between runs, "
+                                                     "not a DVC output; default $DISMI_CHECKPOINTS, else "
+                                                     "~/.cache/dismi/checkpoints)."),
          live: Path = typer.Option(..., help="dvclive directory for losses and online accuracies."),
          params: Path = typer.Option(Path("params.yaml"), help="Params file.")) -> None:
     with _driver.start(P.TrainExclusive, params, pairs, inputs=[shared], model=model, checkpoints=checkpoints,

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The one tiny configuration: width 4, 8-dimensional S and E, 40 iterations per stage, short probes.
 TINY = {"width": 4, "shared_dim": 8, "exclusive_dim": 8, "batch_size": 8, "lr_sh": 2e-3, "lr_ex": 2e-3,
         "iters_sh": 40, "iters_ex": 40, "log_every": 10, "checkpoint_every": 20, "device": "cpu", "seed": 0, "l1_reduce": "mean",
-        "probe_epochs": 2, "probe_lr": 1e-3, "probe_batch_size": 16, "retrieval_k": 3, "retrieval_queries": 8}
+        "probe_epochs": 2, "probe_lr": 1e-3, "probe_batch_size": 16, "retrieval_k": 3, "retrieval_queries": 8,
+        "critic_epochs": 2, "online_earlier": False}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -169,3 +170,50 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
     finally:
         other_run.release()
         torch.set_num_threads(before)
+
+
+# ---- other processes' load -------------------------------------------------------------------
+
+def test_procs_running_reads_proc_stat():
+    assert devices.procs_running("cpu  1 2 3\nprocs_running 5\nprocs_blocked 0\n") == 5
+    assert devices.procs_running("cpu  1 2 3\n") is None
+
+
+def test_threads_leave_a_core_to_each_busy_thread_of_other_processes(locks, monkeypatch):
+    """The mistake: one OpenMP thread per core beside a CPU-bound process, so every parallel region
+    waits for the core the scheduler lent away (0.35x alone's speed)."""
+    monkeypatch.setattr(devices, "cores", lambda: 4)
+    assert devices.thread_share(busy=0) == 4
+    assert devices.thread_share(busy=1) == 3
+    assert devices.thread_share(busy=9) == 1
+    with devices.claim("cpu"), devices.claim("cpu"):  # two runs: 2 cores each, unless others take more
+        assert devices.thread_share(busy=1) == 2
+        assert devices.thread_share(busy=3) == 1
+
+
+@pytest.mark.skipif(devices.cores() < 2, reason="needs two cores to give one away")
+def test_a_cpu_run_gives_a_core_to_a_busy_process_and_takes_it_back(locks, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    n = torch.get_num_threads()
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with devices.claim("cpu") as claim:
+            claim.use()
+            watch = devices._watch[0]
+            watch.every = 0.05
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and torch.get_num_threads() >= devices.cores():
+                devices.tick()
+                time.sleep(0.01)
+            assert watch.busy >= 1 and torch.get_num_threads() == max(1, devices.cores() - watch.busy)
+            spin.kill()
+            spin.wait()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and watch.busy > 0:
+                devices.tick()
+                time.sleep(0.01)
+            assert torch.get_num_threads() == devices.thread_share(busy=watch.busy)
+        assert devices._watch[0] is None  # released: library code outside a run is left alone
+    finally:
+        spin.kill()
+        torch.set_num_threads(n)

@@ -1,5 +1,6 @@
 """evaluate and plot end to end through the CLI, on a tiny pairs file, tiny encoders and real dvclive logs."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,7 @@ def _elsewhere(tmp_path: Path) -> dict:
 
 def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert list(m) == ["shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper"]
+    assert list(m) == ["shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper", "dependence"]
     for rep in ("shared", "exclusive"):
         for acc in (m[rep], m["paper_probe"][rep]):
             assert set(acc) == {*FACTORS, "distance_to_ideal"}
@@ -90,6 +91,20 @@ def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
         assert f"| {f} | " in md
     assert "| distance to ideal |" in md and "held-out" in md and "Online" in md
     assert "| factor | S paper probe | S wide probe | E paper probe | E wide probe |" in md
+    assert "| critic | loss | JSD | calibration loss | calibration JSD |" in md
+
+
+def test_dependence_is_measured_for_every_exclusive_snapshot_by_both_critics(project):
+    """The dependence figures: both critics, every E snapshot (the final one last), a calibration,
+    and the JSD each loss implies; a missing critic or a loss mislabelled as the calibration fails."""
+    dep = json.loads((project / "metrics" / "evaluate.json").read_text())["dependence"]
+    assert dep["chance_loss"] == pytest.approx(2 * math.log(2))
+    for critic in ("paper", "separable"):
+        d = dep[critic]
+        assert list(d["by_iteration"]) == ["10", "20", "30"]
+        assert d["by_iteration"]["30"]["loss"] == d["loss"]
+        for loss, jsd in ((d["loss"], d["jsd"]), (d["calibration_loss"], d["calibration_jsd"])):
+            assert loss > 0 and jsd == pytest.approx(math.log(2) - loss / 2)
 
 
 def test_curves_hold_every_snapshot_and_end_at_the_final_figures(project):
@@ -141,6 +156,32 @@ def test_too_large_retrieval_k_names_the_param(project, tmp_path):
     result = _cli(args)
     assert result.exit_code != 0 and "retrieval_k=50" in str(result.exception)
     assert not (tmp_path / "e.json").exists()
+
+
+def test_the_earlier_online_protocol_is_reported_beside_the_correct_one_when_logged(project, tmp_path):
+    """online_earlier runs log acc_earlier/...: evaluate carries those figures and says which protocol
+    they come from; without them (the default) evaluate.json has no such key (tested above)."""
+    logs = {}
+    for rep in ("shared", "exclusive"):
+        logs[rep] = tmp_path / f"{rep}.json"
+        m = json.loads((project / "metrics" / f"train_{rep}" / "metrics.json").read_text())
+        m["acc_earlier"] = {rep: {f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)}}
+        logs[rep].write_text(json.dumps(m))
+    result = _cli(_args(project, "evaluate", online_shared=logs["shared"], online_exclusive=logs["exclusive"],
+                        **_elsewhere(tmp_path)))
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "e.json").read_text())
+    assert m["online_earlier"]["exclusive"] == pytest.approx({f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)})
+    assert "softmax applied before the cross-entropy" in (tmp_path / "t.md").read_text()
+
+
+def test_evaluate_says_what_it_is_doing_and_how_long_is_left(project, tmp_path):
+    result = _cli(_args(project, "evaluate", **_elsewhere(tmp_path)))
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("evaluate: ")]
+    assert any("encoding every image: snapshot 6/6" in ln for ln in lines), result.output
+    for what in ("wide probes on 6 snapshots", "paper probes on 6 snapshots", "paper critics", "separable critics"):
+        assert any(what in ln and "left in this step" in ln for ln in lines), (what, result.output)
+    assert "\r" not in result.output
 
 
 def test_missing_training_log_is_named(project, tmp_path):

@@ -9,7 +9,8 @@ from dismi.evaluation import (PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, R
                               nearest_neighbours, probe_metric, retrieval_examples, retrieval_metric,
                               retrieval_precision)
 from dismi.factors import FACTORS, SIZES, chance_level, ideal_accuracy, index_to_classes
-from dismi.probes import fit_probe, probe_accuracy
+from dismi.networks import Classifier, seeded
+from dismi.probes import bank_loss, fit_probes, probe_accuracy
 
 OFFICIAL = list(SIZES)
 SETTINGS = EvalSettings(seed=0, probe_epochs=15, probe_lr=1e-2, probe_batch_size=128, retrieval_k=5,
@@ -87,14 +88,61 @@ def test_probe_is_reproducible_from_its_generator_and_leaves_global_rng_alone(sp
     train, _ = split
     x = torch.as_tensor(_one_hot(train, ("shape",)) + np.random.default_rng(3).normal(size=(len(train), 4)) * 0.5,
                         dtype=torch.float32)
-    y = torch.as_tensor(train[:, FACTORS.index("shape")])
+    y = torch.as_tensor(train[:, FACTORS.index("shape")])[:, None]
     state = torch.get_rng_state()
-    probes = [fit_probe(x, y, 4, epochs=2, lr=1e-2, batch_size=64, generator=torch.Generator().manual_seed(7))
-              for _ in range(2)]
+    probes = [fit_probes(x[None], y, [4], [256], epochs=2, lr=1e-2, batch_size=64,
+                         generator=torch.Generator().manual_seed(7)) for _ in range(2)]
     assert torch.equal(torch.get_rng_state(), state)
     for a, b in zip(probes[0].state_dict().values(), probes[1].state_dict().values()):
         assert torch.equal(a, b)
-    assert 0.0 <= probe_accuracy(probes[0], x, y) <= 1.0
+    assert 0.0 <= float(probe_accuracy(probes[0], x[None], y)) <= 1.0
+
+
+def _bank_problem(n=600, seed=0):
+    """Three groups of codes of the same n images: the factors one-hot (every factor readable), the
+    same faintly under noise, and noise alone; as probes get them, (3, n, 57), with (n, 6) labels."""
+    classes = _classes(n, seed=10 + seed)
+    noise = np.random.default_rng(seed).normal(size=(3, n, sum(SIZES))).astype(np.float32)
+    codes = np.stack([_one_hot(classes), 0.3 * _one_hot(classes) + noise[1], noise[2]])
+    return torch.as_tensor(codes) * torch.tensor([1.0, 5.0, 0.1])[:, None, None], torch.as_tensor(classes)
+
+
+@pytest.mark.parametrize("hidden", [lambda n: 256, lambda n: n], ids=["wide", "paper"])
+def test_a_bank_of_groups_trains_each_group_as_alone(hidden):
+    """Batching snapshots into one bank must not mix them: the gradient group g's classifiers get
+    from the bank's loss is the one they get trained alone (same initial weights, same minibatch),
+    so Adam (elementwise) gives them the same updates; and trained, each group reads its own codes."""
+    codes, labels = _bank_problem()
+    kw = dict(n_classes=SIZES, hidden=[hidden(n) for n in SIZES], lr=1e-2, batch_size=64)
+    bank = fit_probes(codes, labels, epochs=0, generator=torch.Generator().manual_seed(3), **kw).train()
+    bank_loss(bank, codes[:, :64], labels[:64]).backward()
+    for g in range(3):
+        alone = fit_probes(codes[g:g + 1], labels, epochs=0, generator=torch.Generator().manual_seed(3), **kw).train()
+        bank_loss(alone, codes[g:g + 1, :64], labels[:64]).backward()
+        for name in ("w2", "b2", "w3", "b3"):  # (G * K, ...): group g's K blocks
+            torch.testing.assert_close(getattr(alone.bank, name).grad,
+                                       getattr(bank.bank, name).grad[6 * g:6 * (g + 1)], rtol=1e-5, atol=1e-7)
+        rows = bank.bank.w1.shape[0] // 3  # (G * K * H, D): group g's rows
+        torch.testing.assert_close(alone.bank.w1.grad, bank.bank.w1.grad[rows * g:rows * (g + 1)],
+                                   rtol=1e-5, atol=1e-7)
+    held_out, held_out_labels = _bank_problem(seed=1)  # other images, the same three kinds of code
+    bank = fit_probes(codes, labels, epochs=20, generator=torch.Generator().manual_seed(3), **kw)
+    acc = probe_accuracy(bank, held_out, held_out_labels)                                   # (3, 6)
+    chance = 1 / torch.tensor(SIZES, dtype=torch.float64)
+    assert (acc[0] > 0.9).all() and (acc[2] < chance + 0.1).all(), acc
+
+
+def test_a_bank_starts_from_the_classifiers_a_probe_would_be_built_from():
+    """The bank's initial weights are K Table V Classifier modules drawn in turn from the generator:
+    a probe changed nothing but how the classifiers are batched."""
+    codes, labels = _bank_problem()
+    bank = fit_probes(codes[:1], labels, SIZES, [256] * 6, epochs=0, lr=1e-2, batch_size=64,
+                      generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    classifiers = [seeded(lambda: Classifier(sum(SIZES), n, hidden=256), gen).eval() for n in SIZES]
+    z = (codes[0, :50] - codes[0].mean(0)) / codes[0].std(0, unbiased=False)
+    for k, c in enumerate(classifiers):
+        torch.testing.assert_close(bank(codes[:1, :50])[:, k, :SIZES[k]], c(z), rtol=1e-5, atol=1e-5)
 
 
 # ---- distance to ideal ---------------------------------------------------------------------

@@ -72,6 +72,63 @@ def test_encoder_adversarial_loss_rewards_joint_samples_that_look_shuffled():
     assert losses.encoder_adversarial_loss(torch.full((2,), -20.0)).item() > 19
 
 
+def test_softmax_then_cross_entropy_is_the_earlier_implementations_double_softmax_by_hand():
+    # softmax([0, ln 3]) = [1/4, 3/4]; cross-entropy of those as logits: -log(e^(3/4) / (e^(1/4) + e^(3/4)))
+    logits, target = torch.tensor([[0.0, math.log(3)]]), torch.tensor([1])
+    assert losses.softmax_then_cross_entropy(logits, target).item() == pytest.approx(math.log1p(math.exp(-0.5)))
+    # a confident right answer is still charged log(1 + e^-1) = 0.31 (on logits it costs ~0)
+    assert losses.softmax_then_cross_entropy(torch.tensor([[10.0, -10.0]]), torch.tensor([0])).item() == pytest.approx(
+        math.log1p(math.exp(-1)), abs=1e-6)
+    # a ClassifierBank's padded class (-inf logit) stays out of both softmaxes
+    padded = torch.tensor([[0.0, math.log(3), float("-inf")]])
+    assert losses.softmax_then_cross_entropy(padded, target).item() == pytest.approx(math.log1p(math.exp(-0.5)))
+
+
+def test_reversal_loss_is_minus_the_discriminators_whole_loss():
+    joint, shuffled = torch.tensor([0.3, -1.0]), torch.tensor([2.0, 0.5])
+    assert losses.discriminator_reversal_loss(joint, shuffled).item() == pytest.approx(
+        -losses.discriminator_loss(joint, shuffled).item())
+
+
+def test_gaussian_gram_uses_the_median_squared_distance_as_bandwidth():
+    k = losses.gaussian_gram(torch.tensor([[0.0], [1.0]]))  # d^2 = 1 = the median: exp(-1/2)
+    assert torch.allclose(k, torch.tensor([[1, math.exp(-0.5)], [math.exp(-0.5), 1]]))
+    k = losses.gaussian_gram(torch.tensor([[0.0], [1.0], [3.0]]))  # d^2 in {1, 4, 9}, median 4
+    assert k[0, 1].item() == pytest.approx(math.exp(-1 / 8)) and k[1, 2].item() == pytest.approx(math.exp(-4 / 8))
+
+
+def test_hsic_of_two_points_by_hand():
+    # n = 2: H K H = (1 - k) / 2 [[1, -1], [-1, 1]], so tr(KHLH) / (n - 1)^2 = (1 - k)(1 - l)
+    k, l = torch.tensor([[1.0, 0.2], [0.2, 1.0]]), torch.tensor([[1.0, 0.6], [0.6, 1.0]])
+    assert losses.hsic(k, l).item() == pytest.approx(0.8 * 0.4)
+
+
+def test_normalised_hsic_is_zero_for_independent_one_for_identical_and_blind_to_scale():
+    # A 2 x 2 design: S the first coordinate, E the second; each value of one meets each of the other once.
+    s, e = torch.tensor([[0.0], [0.0], [1.0], [1.0]]), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
+    assert losses.normalised_hsic(s, e).item() == pytest.approx(0.0, abs=1e-5)  # centred Grams orthogonal
+    assert losses.normalised_hsic(s, s).item() == pytest.approx(1.0)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(32, 3, generator=g), torch.randn(32, 2, generator=g)
+    mixed = torch.cat([a[:, :1], b], 1)  # E holds a copy of one of S's coordinates
+    value = losses.normalised_hsic(a, mixed).item()
+    # E cannot shrink (or grow) its way out: the median bandwidth scales with it
+    assert losses.normalised_hsic(a, 1e-3 * mixed).item() == pytest.approx(value, rel=1e-4)
+    assert losses.normalised_hsic(a, 50 * mixed).item() == pytest.approx(value, rel=1e-4)
+    assert value > losses.normalised_hsic(a, b).item() + 0.1  # the shared coordinate shows
+
+
+def test_gaussian_gram_sends_no_gradient_through_its_bandwidth():
+    # The median bandwidth is detached: the gradient is that of a kernel whose bandwidth is a constant.
+    g = torch.Generator().manual_seed(1)
+    z, w = torch.randn(9, 3, generator=g).requires_grad_(True), torch.randn(9, 9, generator=g)
+    (mine,) = torch.autograd.grad((losses.gaussian_gram(z) * w).sum(), z)
+    d2 = losses.squared_distances(z)
+    bandwidth = d2[~torch.eye(9, dtype=torch.bool)].median().item()  # a plain number
+    (constant,) = torch.autograd.grad((torch.exp(-d2 / (2 * bandwidth)) * w).sum(), z)
+    assert torch.allclose(mine, constant, atol=1e-6) and mine.abs().sum() > 0
+
+
 class _SpyStatistics(nn.Module):
     """Scores 0 and records which representation each feature map was paired with."""
 

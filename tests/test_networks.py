@@ -128,6 +128,27 @@ def test_encode_runs_in_eval_mode_in_batches_and_restores_mode():
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-5)  # eval mode: batch-independent
 
 
+def test_folded_batchnorm_computes_the_eval_mode_encoder_and_leaves_it_alone():
+    """encode folds each BatchNorm into its conv: with trained (non-trivial) running statistics the
+    codes must still be the eval-mode encoder's, and the encoder's own weights untouched."""
+    torch.manual_seed(1)
+    enc = Encoder(4, 8)
+    with torch.no_grad():
+        for m in enc.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.3, 3.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_()
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    imgs = _images(6).numpy()
+    codes = encode(enc, imgs, batch_size=4)
+    with torch.no_grad():
+        expected = enc.eval()(to_input(torch.from_numpy(imgs)))[0].numpy()
+    np.testing.assert_allclose(codes, expected, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
+
+
 def test_encode_rejects_float_images_with_one_line():
     with pytest.raises(DismiError, match="uint8 array of shape"):
         encode(Encoder(4, 8), np.zeros((2, 64, 64, 3), dtype=np.float32))

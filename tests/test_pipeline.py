@@ -11,11 +11,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +33,48 @@ def _env():
     # `python` in dvc.yaml must be this interpreter; git needs an identity to commit.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env.pop("DISMI_CHECKPOINTS", None)  # checkpoints go to the default, under conftest's private DISMI_CACHE
     return env
+
+
+def _checkpoint_dir() -> Path:
+    """Where the training stages of these tests keep their checkpoints (stages/_driver.checkpoint_dir)."""
+    return Path(os.environ["DISMI_CACHE"]) / "checkpoints"
+
+
+def _training_pids(under: Path, stage: str) -> list[int]:
+    """Processes running `python -m stages <stage>` whose working directory is under `under`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(proc / "cwd"))
+        except (OSError, ValueError):
+            continue
+        if b"stages" in cmd and stage.encode() in cmd and cwd.is_relative_to(under):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _kill_at_checkpoint(run: subprocess.Popen, under: Path, stage: str, at: int, since: float) -> int:
+    """SIGKILL `stage` (run below `under`), as a pre-emption would, once a checkpoint written after
+    `since` has reached iteration `at` -> that checkpoint's iteration."""
+    rep = stage.removeprefix("train-")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        assert run.poll() is None, f"the run ended before its checkpoint at {at}:\n{run.communicate()[0]}"
+        for ck in _checkpoint_dir().glob(f"{rep}-*.pt"):
+            try:
+                it = torch.load(ck, weights_only=True)["iteration"] if ck.stat().st_mtime >= since else 0
+            except Exception:  # replaced while read
+                continue
+            pids = _training_pids(under, stage) if it >= at else []
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            if pids:
+                return it
+        time.sleep(0.1)
+    raise AssertionError(f"no {rep} checkpoint reached iteration {at} in 10 minutes")
 
 
 def _sh(cwd, *cmd, stdout_only=False):
@@ -92,7 +136,8 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
     tracked = _sh(dst, "git", "ls-files")
     assert "data/shapes3d.h5" not in tracked and "models/shared.pt" not in tracked
     assert "checkpoints/" not in tracked and "metrics/evaluate.json" in tracked
-    assert not list((dst / "checkpoints").glob("*.pt"))  # finished runs leave no checkpoint behind
+    assert not (dst / "checkpoints").exists()  # checkpoints live outside the workspace, per user
+    assert not list(_checkpoint_dir().glob("*.pt"))  # and finished runs leave none behind
     _sh(dst, "git", "commit", "-qm", "baseline results")
     assert "up to date" in _dvc(dst, "status").lower()
 
@@ -137,9 +182,41 @@ def test_results_summarise_named_seed_runs_from_dvcs_own_experiments(project):
     assert (dst / "res" / "accuracy_seeds.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+def test_results_see_a_queued_sweep_of_an_earlier_commit_grouped_by_its_params(project):
+    """DVC's own sweep syntax through the queue: the runs get DVC's generated names and are grouped by
+    their params but the seed; a commit afterwards does not hide them."""
+    dst, _ = project
+    _baseline(dst)
+    _dvc(dst, "exp", "run", "--queue", "-S", "seed=range(1,3)", "-S", "lambda_adv=0.025")
+    _dvc(dst, "exp", "run", "--run-all", "-j", "1")
+    names = [r["Experiment"] for r in csv.DictReader(io.StringIO(_dvc(dst, "exp", "show", "--csv", stdout_only=True)))
+             if r["Experiment"] and r["lambda_adv"] and float(r["lambda_adv"]) == 0.025]
+    _sh(dst, "git", "commit", "-qm", "a later commit", "--allow-empty")  # HEAD is no longer their baseline
+    results = _sh(dst, sys.executable, "-m", "stages", "results", "--out", "res-sweep")
+    print(results)
+    (sweep,) = [g for g in json.loads((dst / "res-sweep" / "results.json").read_text())
+                if g["group"] == "lambda_adv=0.025"]
+    assert sorted(sweep["runs"]) == sorted(names) and len(names) == 2, (sweep["runs"], names)
+    values = [_exp_metric(dst, n, "paper_probe.exclusive.scale") for n in names]
+    assert sweep["mean"]["paper/exclusive/scale"] == pytest.approx(sum(values) / 2, abs=1e-4)
+    assert sweep["std"]["paper/exclusive/scale"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-4)
+    assert sweep["params"]["lambda_adv"] == 0.025 and "seed" not in sweep["params"]
+    assert not {"State", "Executor", "shared.shape", "data/pairs.h5"} & set(sweep["params"])
+    # The README's `dvc exp show` for a terminal: 120 columns, both paper-probe distances whole.
+    readme = (REPO / "README.md").read_text()
+    keep = re.search(r"dvc exp show --drop '\.\*' --keep '([^']+)' --precision 3", readme)[1]
+    r = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "-A", "--drop", ".*", "--keep", keep,
+                        "--precision", "3"], cwd=dst, env=_env() | {"COLUMNS": "120"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "paper_probe.shared.distance_to_ideal" in r.stdout and "paper_probe.exclusive.distance_to_ideal" in r.stdout
+    assert all(len(line) <= 120 for line in r.stdout.splitlines()) and "…" not in r.stdout, r.stdout
+    assert all(n in r.stdout for n in names), r.stdout
+
+
 def _exp_metric(dst, name, column):
-    """A metric of one named experiment, as `dvc exp show --csv` prints it."""
-    text = _dvc(dst, "exp", "show", "--csv", stdout_only=True)
+    """A metric of one named experiment, as `dvc exp show --csv --all-commits` prints it."""
+    text = _dvc(dst, "exp", "show", "--csv", "--all-commits", stdout_only=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     (row,) = [r for r in rows if r["Experiment"] == name]
     return float(row[column])
@@ -148,10 +225,7 @@ def _exp_metric(dst, name, column):
 @pytest.mark.slow
 def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(project):
     dst, _ = project
-    _sh(dst, "git", "checkout", "-q", "--", ".")  # the committed baseline, whatever ran before
-    _dvc(dst, "checkout", "-q")
-    _sh(dst, "git", "add", "-A")
-    _sh(dst, "git", "commit", "-qm", "baseline", "--allow-empty")
+    _baseline(dst)
     # Both runs share an alpha_sh that was never trained, so the first must train train_shared; the
     # second differs in lambda_adv and in checkpoint_every (which changes no output: not tracked).
     runs = {"q-lam1": ["-S", "lambda_adv=0.02"], "q-lam2": ["-S", "lambda_adv=0.03", "-S", "checkpoint_every=5"]}
@@ -190,13 +264,74 @@ def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(p
         assert {i["type"] for i in images} == {"image"} and {r for i in images for r in i["revisions"]} == set(runs)
 
 
+def _baseline(dst):
+    """The committed baseline in the workspace, whatever ran before (committed first when the test that
+    commits the repro's results did not run)."""
+    if "metrics/evaluate.json" not in _sh(dst, "git", "ls-files", "metrics", stdout_only=True):
+        _sh(dst, "git", "add", "-A")
+        _sh(dst, "git", "commit", "-qm", "baseline results")
+    _sh(dst, "git", "checkout", "-q", "--", ".")
+    _dvc(dst, "checkout", "-q")
+
+
+# Long enough a train_shared (tiny networks: 30-100 it/s here) to be killed at its second checkpoint.
+LONG = {"iters_sh": 900, "checkpoint_every": 100, "snapshot_every": 0}
+
+
+def _settings(**params) -> list[str]:
+    return [a for k, v in params.items() for a in ("-S", f"{k}={v}")]
+
+
+@pytest.mark.slow
+def test_a_killed_queued_run_resumes_in_the_next_queued_run_of_its_configuration(project, tmp_path):
+    """A queue task runs in a temporary copy of the repository, deleted when it ends: its checkpoints
+    live outside it (per user), so the next task of the same params, data and code resumes them."""
+    dst, _ = project
+    _baseline(dst)
+    settings = _settings(alpha_sh=0.55, **LONG)
+    _dvc(dst, "exp", "run", "--queue", "-n", "killed", "train_shared", *settings)
+    since = time.time()
+    run = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", "1"], cwd=dst, env=_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed_at = _kill_at_checkpoint(run, dst / ".dvc" / "tmp", "train-shared", 200, since)
+    # dvclive's step signal, in the repository the queue runs from, where VS Code's extension reads it
+    signal_file = dst / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
+    assert json.loads(signal_file.read_text())["step"] >= killed_at
+    run.communicate(timeout=300)
+    assert re.search(r"killed\s.*Failed", _dvc(dst, "queue", "status")), _dvc(dst, "queue", "status")
+    _dvc(dst, "queue", "remove", "--failed")
+
+    _dvc(dst, "exp", "run", "--queue", "-n", "resumed", "train_shared", *settings)
+    _dvc(dst, "exp", "run", "--run-all", "-j", "1")
+    log = _dvc(dst, "queue", "logs", "resumed")
+    print(log)
+    resumed_at = int(re.search(r"resuming from iteration (\d+)", log)[1])
+    assert killed_at <= resumed_at < LONG["iters_sh"], log
+    assert "\r" not in log and re.search(r"iteration 900/900 .* it/s, 0 s left", log), log
+    # ... and ends with the model an uninterrupted run of the same configuration writes.
+    ref = tmp_path / "ref"
+    p = yaml.safe_load((dst / "params.yaml").read_text()) | {"alpha_sh": 0.55, **LONG}
+    ref.mkdir()
+    (ref / "params.yaml").write_text(yaml.safe_dump(p))
+    out = _sh(dst, sys.executable, "-m", "stages", "train-shared", "--pairs", "data/pairs.h5", "--model",
+              str(ref / "shared.pt"), "--live", str(ref / "live"), "--params", str(ref / "params.yaml"),
+              "--checkpoints", str(ref / "ck"))
+    assert "starting fresh" in out
+    _dvc(dst, "exp", "apply", "resumed")
+    assert (dst / "models" / "shared.pt").read_bytes() == (ref / "shared.pt").read_bytes()
+    assert not list(_checkpoint_dir().glob("shared-*.pt"))  # the finished run deleted its checkpoint
+    _sh(dst, "git", "checkout", "-q", "--", ".")
+    _dvc(dst, "checkout", "-q")
+
+
 @pytest.mark.slow
 def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, tmp_path):
-    """Machine A runs one configuration with the Slurm recipe (docs/runners/slurm_array.sh, as array task 0)
-    and pushes it; machine B sees it, compares it and pulls its models without training anything."""
+    """Machine A runs one configuration with the Slurm recipe (docs/runners/slurm_array.sh, as array task 0),
+    is killed in train_shared, is requeued and resumes it, and pushes the experiment and its run history;
+    worker B, running another configuration with that train_shared, restores it instead of training it;
+    anyone sees A's experiment, compares it and pulls its models without training anything."""
     dst, _ = project
-    _sh(dst, "git", "checkout", "-q", "--", ".")  # the committed baseline, whatever ran before
-    _dvc(dst, "checkout", "-q")
+    _baseline(dst)
     store, origin = tmp_path / "dvc-store", tmp_path / "origin.git"
     _dvc(dst, "remote", "add", "-f", "-d", "store", str(store))
     _sh(dst, "git", "add", "-A")
@@ -205,16 +340,36 @@ def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, 
     _sh(tmp_path, "git", "clone", "-q", "--bare", str(dst), str(origin))
     commit = _sh(dst, "git", "rev-parse", "HEAD", stdout_only=True).strip()
 
+    # A train_shared in no dvc.lock (alpha_sh), long enough to be killed at its second checkpoint.
+    shared = " ".join(f"{k}={v}" for k, v in {"alpha_sh": 0.35, **LONG}.items())
     runs = tmp_path / "runs.txt"
-    runs.write_text("other-lambda lambda_adv=0.04 seed=0\n")
+    runs.write_text(f"other-lambda lambda_adv=0.04 seed=0 {shared}\nb-lambda lambda_adv=0.05 seed=0 {shared}\n")
+    script = ["bash", str(REPO / "docs" / "runners" / "slurm_array.sh"), str(origin), commit, str(runs)]
     env_a = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "a", "DISMI_SCRATCH": str(tmp_path / "a")}
-    r = subprocess.run(["bash", str(REPO / "docs" / "runners" / "slurm_array.sh"), str(origin), commit, str(runs)],
-                       cwd=tmp_path, env=_env() | env_a, capture_output=True, text=True)
+    since = time.time()
+    first = subprocess.Popen(script, cwd=tmp_path, env=_env() | env_a, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    killed_at = _kill_at_checkpoint(first, tmp_path / "a", "train-shared", 200, since)
+    assert first.wait(timeout=300) != 0
+    # Requeued: the same task again, from a fresh clone (the script deletes the old one).
+    r = subprocess.run(script, cwd=tmp_path, env=_env() | env_a, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    print(r.stdout + r.stderr)
+    assert killed_at <= int(re.search(r"resuming from iteration (\d+)", r.stdout)[1]) < LONG["iters_sh"], r.stdout
     ran, _ = _ran(r.stdout + r.stderr)
     # --pull --allow-missing: A pulled the baseline's upstream outputs instead of recomputing them
-    assert ran == {"train_exclusive", "evaluate", "plot"}, r.stdout + r.stderr
+    assert ran == {"train_shared", "train_exclusive", "evaluate", "plot"}, r.stdout + r.stderr
     assert "pushed experiment other-lambda" in r.stdout
+
+    # Worker B, another machine (its own clone and DVC cache), another lambda_adv on A's train_shared:
+    # restored from the run history A pushed, not trained again.
+    env_b = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_ID": "b", "DISMI_SCRATCH": str(tmp_path / "b-node")}
+    rb = subprocess.run(script, cwd=tmp_path, env=_env() | env_b, capture_output=True, text=True)
+    assert rb.returncode == 0, rb.stdout + rb.stderr
+    assert "train_shared" in _restored(rb.stdout + rb.stderr), rb.stdout + rb.stderr
+    assert _ran(rb.stdout + rb.stderr)[0] == {"train_exclusive", "evaluate", "plot"}, rb.stdout + rb.stderr
+    assert _sh(tmp_path / "b-node" / "dismi-b-1", "git", "hash-object", "models/shared.pt", stdout_only=True) == \
+        _sh(tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/shared.pt", stdout_only=True)
 
     b = tmp_path / "b"
     _sh(tmp_path, "git", "clone", "-q", str(origin), str(b))

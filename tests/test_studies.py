@@ -1,6 +1,7 @@
 """Runs grouped by name: mean ± std over seeds, the lambda_adv curve, the ablation table, and the
 `results` command on rows in `dvc.api.exp_show()`'s format (DVC 3.x; see also test_pipeline)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from dismi.errors import DismiError
 from dismi.factors import FACTORS
 from stages.__main__ import app
 from stages.results import runs_from_exp_show
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _metrics(value: float) -> dict:
@@ -126,3 +129,36 @@ def test_results_without_usable_runs_fails_clearly(tmp_path):
     r = CliRunner().invoke(app, ["results", "--out", str(tmp_path / "res"), "--json", str(tmp_path / "rows.json")])
     assert isinstance(r.exception, DismiError) and "no experiment has every figure" in str(r.exception)
     assert not (tmp_path / "res").exists()
+
+
+def test_a_groups_params_hold_params_only():
+    """Not the metric columns exp_show leaves unprefixed, dependencies' hashes or DVC's State and Executor."""
+    row = {**_row("profile-seed1", 1, 0.25, lambda_adv=0.01), "data/pairs.h5": "720c6d3d", "width": 16}
+    (run,) = runs_from_exp_show([row])
+    assert set(run.params) == {"seed", "lambda_adv", "width"}
+    saved = json.loads((REPO / "docs" / "reproduction" / "exp_rows.json").read_text())
+    (profile,) = [s for s in studies.summarise(runs_from_exp_show(saved)) if s.group == "profile"]
+    assert profile.n == 3 and {"State", "Executor", "shared.shape", "data/pairs.h5"}.isdisjoint(profile.params)
+    assert profile.params["lambda_adv"] == 0.01 and "seed" not in profile.params
+
+
+def test_runs_of_a_sweep_are_grouped_by_their_params_but_the_seed():
+    """`dvc exp run --queue -S 'seed=range(2)' -S 'lambda_adv=0.1,1'`: DVC names the runs itself; the
+    groups are named by what differs from the commit they ran from."""
+    base = {**_row(None, 0, 0.5, lambda_adv=0.01, width=16), "rev": "main", "typ": "baseline"}
+    rows = [base] + [_row(name, seed, value, lambda_adv=lam, width=16, checkpoint_every=every)
+                     for name, seed, lam, value, every in [("sural-dado", 0, 0.1, 0.2, 100), ("bitty-ruse", 1, 0.1, 0.4, 50),
+                                                           ("awned-kiln", 0, 1.0, 0.6, 100), ("fiery-mess", 1, 1.0, 0.8, 100)]]
+    rows.append(_row("profile-seed0", 0, 0.9, lambda_adv=0.1, width=16))  # named: its own group, as before
+    summaries = studies.summarise(runs_from_exp_show(rows), ignore=("seed", "checkpoint_every"))
+    assert [(s.group, s.runs) for s in summaries] == [
+        ("lambda_adv=0.1", ("sural-dado", "bitty-ruse")), ("lambda_adv=1", ("awned-kiln", "fiery-mess")),
+        ("profile", ("profile-seed0",))]
+    assert summaries[0].mean["paper/shared/scale"] == pytest.approx(0.3)
+    assert summaries[0].std["paper/shared/scale"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert summaries[1].params == {"lambda_adv": 1.0, "width": 16, "checkpoint_every": 100}
+    # without a baseline row, a group is named by the params that vary between the groups
+    unbased = studies.summarise(runs_from_exp_show(rows[1:]), ignore=("seed", "checkpoint_every"))
+    assert [s.group for s in unbased] == ["lambda_adv=0.1", "lambda_adv=1", "profile"]
+    # the lambda_adv curve takes the sweep's groups as its points
+    assert [s.group for s in studies.lambda_curve(summaries)] == ["lambda_adv=0.1", "lambda_adv=1"]

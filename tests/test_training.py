@@ -320,3 +320,16 @@ def test_a_model_file_records_the_device_it_was_trained_on_and_the_torch_version
     training.save_model(tmp_path / "gpu.pt", encoder, "shared", {}, "sha", device="cuda:1")
     _, meta = training.load_model(tmp_path / "gpu.pt")
     assert (meta["device"], meta["device_name"]) == ("cuda", "NVIDIA Fake 80GB")
+
+
+def test_a_training_stage_is_never_silent_between_its_logs(tmp_path, pairs_file, monkeypatch):
+    """Between two logs (250 iterations at the profile: about 50 s on a laptop CPU) the stage prints a
+    heartbeat line with its speed and time left; made due every iteration here, so each iteration that
+    is no log shows up as one."""
+    monkeypatch.setattr(training, "HEARTBEAT_SECONDS", 0.0)
+    result = _run(tmp_path, "train-shared", pairs_file, log_every=ITERS)
+    assert result.exit_code == 0, result.output
+    beats = [ln for ln in result.output.splitlines() if ln.startswith("iteration ") and " left" in ln
+             and "total" not in ln]
+    assert len(beats) >= ITERS - 2, result.output
+    assert "\r" not in result.output

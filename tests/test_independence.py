@@ -1,0 +1,394 @@
+"""The exclusive stage's independence options and the earlier implementations' online protocol.
+
+A planted dependence: pairs of tiny "images" whose pixel (0, 0) carries a shared factor a (4 classes, the
+same in X and Y), an own factor b (4 classes) and two per-image noise values. A small linear encoder reads
+them; E starts as a copy of a (plus noise) and of b, S is a. Trained through the real ExclusiveTrainer, a
+fresh probe on E's held-out codes must read a at chance (0.25, within CHANCE_TOLERANCE) under each option,
+while with every option off (the MI terms alone) it keeps reading a. Other tests fail if an option's term
+stops reaching the encoder, changes sign, or if a knob does not reach the trainer.
+"""
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from conftest import params_file, tiny_pairs
+from dismi import losses, training
+from dismi.errors import DismiError
+from dismi.factors import FACTORS
+from dismi.files import file_sha256
+from dismi.networks import Encoder, seeded, to_input
+from dismi.pairfile import TEST, TRAIN, PairData
+from dismi.training import ONLINE_PREFIX, DevicePairs, ExclusiveTrainer, SharedTrainer
+from stages import params as P
+from stages.__main__ import app
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+A = 4  # classes of the planted shared factor a and of the own factor b
+A_COLUMN, B_COLUMN = FACTORS.index("shape"), FACTORS.index("floor_hue")  # where their classes are kept
+# A fresh probe's held-out accuracy on a must be within 0.25 + this: 200 test pairs (200 draws of a), so 3 sd
+# of a chance-level probe is 0.09. Seeds 0-2 gave 0.24-0.34 under the options, 0.77-1.0 with them off.
+CHANCE_TOLERANCE = 0.10
+READABLE = 0.6  # with the options off, a probe must read a at least this well
+ITERS, BATCH, LR = 150, 16, 2e-2
+
+
+def planted_pairs(n_pairs: int = 600, n_test: int = 200, seed: int = 0) -> PairData:
+    """Pixel (0, 0) holds a (shared by X and Y), b and noise n1; pixel (0, 1) noise n2; the rest is 0."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, A, n_pairs), rng.integers(0, A, 2 * n_pairs)
+    noise = rng.integers(0, 256, (2, 2 * n_pairs))
+    m = 2 * n_pairs
+    images = np.zeros((m, 64, 64, 3), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = np.tile(32 + 64 * a, 2), 32 + 64 * b
+    images[:, 0, 0, 2], images[:, 0, 1, 0] = noise
+    classes = np.zeros((m, 6), np.int64)
+    classes[:, A_COLUMN], classes[:, B_COLUMN] = np.tile(a, 2), b
+    return PairData(images=images, classes=classes, source=np.arange(m), x=np.arange(n_pairs),
+                    y=np.arange(n_pairs, m), split=(np.arange(n_pairs) >= n_pairs - n_test).astype(np.uint8))
+
+
+class Planted(nn.Module):
+    """A linear encoder of u = (a, b, n1, n2), the planted pixels in [-1, 1]: z = W u + c, W learned from
+    `weight`; its feature map C is u tiled over 8 channels and 5 x 5 (fixed: what the statistics networks
+    score). width 1 and out_dim as an Encoder's, so the trainer takes it for one."""
+
+    def __init__(self, weight: list[list[float]]):
+        super().__init__()
+        self.width, self.out_dim = 1, len(weight)
+        self.dense = nn.Linear(4, self.out_dim)
+        with torch.no_grad():
+            self.dense.weight.copy_(torch.tensor(weight))
+            self.dense.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.cat([x[:, :, 0, 0], x[:, :1, 0, 1]], 1).float()  # (B, 4)
+        return self.dense(u), u.repeat(1, 2)[:, :, None, None].expand(-1, -1, 5, 5)  # (B, 2), (B, 8, 5, 5)
+
+
+def planted_trainer(**options) -> ExclusiveTrainer:
+    """S = a; E = (a + n1 / 4, b + n2 / 2): E starts holding the shared factor."""
+    args = dict(width=1, dim=2, alpha=0.5, beta=1.0, lambda_adv=0.0, lr=LR, seed=0, device=CPU) | options
+    return ExclusiveTrainer(shared=Planted([[1.0, 0, 0, 0]]), encoder=Planted([[1.0, 0, 0.25, 0], [0, 1.0, 0, 0.5]]),
+                            **args)
+
+
+def probe_accuracy(codes: dict[int, torch.Tensor], labels: dict[int, torch.Tensor], steps: int = 300) -> float:
+    """A fresh MLP probe (2 x 64) trained full-batch on the train codes (standardised) -> test accuracy."""
+    g = torch.Generator().manual_seed(0)
+    mu, sd = codes[TRAIN].mean(0), codes[TRAIN].std(0) + 1e-8
+    net = nn.Sequential(nn.Linear(codes[TRAIN].shape[1], 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, A))
+    for p in net.parameters():
+        nn.init.normal_(p, std=0.3, generator=g)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net((codes[TRAIN] - mu) / sd), labels[TRAIN]).backward()
+        opt.step()
+    with torch.no_grad():
+        return (net((codes[TEST] - mu) / sd).argmax(1) == labels[TEST]).float().mean().item()
+
+
+def readable(trainer: ExclusiveTrainer, data: PairData) -> dict[str, float]:
+    """Held-out probe accuracy on E of the shared factor a and of the own factor b."""
+    with torch.no_grad():
+        codes = {s: trainer.model.encoder(to_input(torch.from_numpy(data.images[data.image_rows(s)])))[0]
+                 for s in (TRAIN, TEST)}
+    labels = {name: {s: torch.from_numpy(data.classes[data.image_rows(s), col]) for s in (TRAIN, TEST)}
+              for name, col in (("a", A_COLUMN), ("b", B_COLUMN))}
+    return {name: probe_accuracy(codes, y) for name, y in labels.items()}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    data = planted_pairs()
+    return data, DevicePairs(data, TRAIN, CPU)
+
+
+def _trained(planted, **options) -> dict[str, float]:
+    data, train = planted
+    trainer = planted_trainer(**options)
+    trainer.run(train, BATCH, ITERS)
+    return readable(trainer, data)
+
+
+# --------------------------------------------------------------------------- planted dependence, end to end
+
+def test_with_every_option_off_the_mi_terms_keep_the_planted_shared_factor_in_e(planted):
+    # The control: if this fell to chance, the tests below would prove nothing about the options.
+    acc = _trained(planted)
+    assert acc["a"] >= READABLE, acc  # 1.0 here
+
+
+OPTIONS = {
+    "hsic": dict(lambda_hsic=3.0),
+    "stronger adversary (d_steps, lr_d)": dict(lambda_adv=1.0, d_steps=5, lr_d=1e-3),
+    "gradient reversal": dict(lambda_adv=1.0, adv_loss="reversal"),
+    "refreshed discriminator": dict(lambda_adv=1.0, d_refresh_every=50, d_refresh_steps=100),
+}
+
+
+@pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
+def test_each_independence_option_takes_the_planted_shared_factor_out_of_e(planted, options):
+    acc = _trained(planted, **options)
+    assert acc["a"] <= 1 / A + CHANCE_TOLERANCE, acc  # 0.24-0.28 here (seed 0); 1.0 with the options off
+    assert acc["b"] >= 0.4, acc  # and E is not emptied: its own factor stays above chance (0.25)
+
+
+# --------------------------------------------------------------------------- each term reaches E, with its sign
+
+def _planted_batch(planted, n_pairs: int = 64):
+    data, train = planted
+    images, classes = train.pairs(n_pairs, torch.Generator().manual_seed(3))
+    return to_input(images), classes, losses.other_in_view(n_pairs, torch.Generator().manual_seed(4), CPU)
+
+
+def _terms(trainer: ExclusiveTrainer, batch, shuffle=None) -> dict[str, torch.Tensor]:
+    x, classes, negatives = batch
+    with torch.no_grad():
+        s, fmap_sh = trainer.shared(x)
+    e, fmap_ex = trainer.model.encoder(x)
+    return trainer.model(s, fmap_sh, e, fmap_ex, classes, negatives, shuffle)
+
+
+def _sgd_step_on_encoder(trainer: ExclusiveTrainer, loss: torch.Tensor, lr: float = 0.05) -> float:
+    """One plain gradient step of the encoder on `loss` -> the gradient's total |.| (0: it does not reach E)."""
+    params = list(trainer.model.encoder.parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            if g is not None:
+                p -= lr * g
+    return sum(0.0 if g is None else g.abs().sum().item() for g in grads)
+
+
+def test_the_hsic_term_is_weighted_into_the_objective_reaches_e_and_a_step_lowers_the_dependence(planted):
+    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_hsic=2.0)
+    batch = _planted_batch(planted)
+    terms = _terms(trainer, batch)
+    assert terms["total"].item() == pytest.approx(2.0 * terms["hsic"].item(), rel=1e-5)  # + lambda * HSIC
+    before = terms["hsic"].item()
+    assert before > 0.5  # E starts as a copy of a: S and E strongly dependent
+    assert _sgd_step_on_encoder(trainer, terms["total"]) > 0
+    assert _terms(trainer, batch)["hsic"].item() < before
+
+
+def _trained_discriminator(planted, **options) -> ExclusiveTrainer:
+    """A planted trainer whose D has been trained (a refresh) to tell joint from shuffled codes."""
+    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0, d_refresh_every=1, d_refresh_steps=150,
+                              **options)
+    trainer.refresh_discriminator(planted[1], 32)
+    return trainer
+
+
+@pytest.mark.parametrize("adv_loss", losses.ADV_LOSSES)
+def test_the_adversarial_term_reaches_e_and_a_step_makes_joint_codes_harder_for_d_to_tell(planted, adv_loss):
+    trainer = _trained_discriminator(planted, adv_loss=adv_loss)
+    assert trainer.refresh_loss.item() < 2 * math.log(2) - 0.1  # the refreshed D sees the planted dependence
+    batch = _planted_batch(planted)
+    shuffle = losses.other_in_view(len(batch[0]) // 2, torch.Generator().manual_seed(5), CPU)
+
+    def d_loss() -> float:  # D (fixed) on joint vs shuffled codes of the batch: higher = less dependence seen
+        with torch.no_grad():
+            s = trainer.shared(batch[0])[0]
+            return trainer.model.discriminator_loss(s, trainer.model.encoder(batch[0])[0], shuffle).item()
+
+    terms = _terms(trainer, batch, shuffle)
+    assert terms["total"].item() == pytest.approx(terms["adv_encoder"].item(), rel=1e-5)  # lambda_adv 1, + sign
+    if adv_loss == "reversal":
+        assert terms["adv_encoder"].item() == pytest.approx(-d_loss(), rel=1e-5)  # minus D's whole loss
+        # eq. 10 literally: E gets minus the gradient of D's loss through joint AND shuffled samples
+        with torch.no_grad():
+            s = trainer.shared(batch[0])[0]
+        e = trainer.model.encoder(batch[0])[0].detach().requires_grad_(True)
+        (mine,) = torch.autograd.grad(trainer.model.encoder_adversarial_loss(s, e, shuffle), e)
+        (d_grad,) = torch.autograd.grad(trainer.model.discriminator_loss(s, e, shuffle), e)
+        assert torch.allclose(mine, -d_grad, atol=1e-7) and d_grad.abs().sum() > 0
+    before = d_loss()
+    assert _sgd_step_on_encoder(trainer, terms["total"]) > 0
+    assert d_loss() > before
+
+
+def test_d_steps_updates_d_that_many_times_per_iteration_at_its_own_learning_rate(planted):
+    trainer = planted_trainer(lambda_adv=1.0, d_steps=3, lr_d=4e-4)
+    trainer.run(planted[1], BATCH, 2)
+    d_opt = trainer.optimizers["discriminator"]
+    assert d_opt.param_groups[0]["lr"] == 4e-4 and trainer.optimizers["main"].param_groups[0]["lr"] == LR
+    assert {d_opt.state[p]["step"].item() for p in trainer.model.discriminator.parameters()} == {6.0}
+    assert {trainer.optimizers["main"].state[p]["step"].item() for p in trainer.model.encoder.parameters()} == {2.0}
+    # lr_d 0 is "lr_ex": the paper's single learning rate, today's behaviour
+    assert planted_trainer().optimizers["discriminator"].param_groups[0]["lr"] == LR
+
+
+def test_a_refresh_reinitialises_d_deterministically_and_leaves_the_real_encoder_as_it_was():
+    shared = seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval()
+    train = DevicePairs(tiny_pairs(), TRAIN, CPU)
+
+    def refreshed(iteration: int, scramble: bool = False) -> tuple[ExclusiveTrainer, dict]:
+        trainer = ExclusiveTrainer(shared=shared, width=2, dim=4, alpha=0.5, beta=1.0, lambda_adv=0.1, lr=1e-3,
+                                   seed=0, device=CPU, d_refresh_every=5, d_refresh_steps=3)
+        trainer.iteration = iteration
+        if scramble:  # the D the game left: a refresh must forget it
+            with torch.no_grad():
+                for p in trainer.model.discriminator.parameters():
+                    p.mul_(-3.0).add_(0.1)
+        encoder = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}  # weights, BN statistics
+        trainer.refresh_discriminator(train, 4)
+        for k, v in trainer.model.encoder.state_dict().items():
+            assert torch.equal(v, encoder[k]), k
+        return trainer, {k: v.clone() for k, v in trainer.model.discriminator.state_dict().items()}
+
+    (first, d1), (_, d1_again), (_, d2) = refreshed(5), refreshed(5, scramble=True), refreshed(10)
+    assert all(torch.equal(d1[k], d1_again[k]) for k in d1)  # re-initialised, seeded: whatever D was before
+    assert any(not torch.equal(d1[k], d2[k]) for k in d1)  # each refresh its own draw
+    assert first.refresh_loss is not None and first.optimizers["discriminator"].param_groups[0]["lr"] == 1e-3
+    # in the loop: a refresh before the steps of iterations 5 and 10, none at 0
+    seen = []
+    first.refresh_discriminator = lambda train, batch_size: seen.append(first.iteration)
+    first.iteration = 0
+    first.run(train, 4, 11)
+    assert seen == [5, 10]
+
+
+# --------------------------------------------------------------------------- the earlier implementations' protocol
+
+def _image_trainers(online_earlier: bool):
+    """A shared and an exclusive trainer at tiny width on the toy images."""
+    shared = SharedTrainer(width=2, dim=4, alpha=0.5, beta=1.0, gamma=0.1, switched=True, lr=1e-2, seed=0, device=CPU,
+                           online_earlier=online_earlier)
+    exclusive = ExclusiveTrainer(shared=seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval(),
+                                 width=2, dim=4, alpha=0.5, beta=1.0, lambda_adv=0.1, lr=1e-2, seed=0, device=CPU,
+                                 online_earlier=online_earlier)
+    return shared, exclusive
+
+
+def test_the_earlier_protocol_changes_neither_the_encoders_nor_the_correct_online_classifiers():
+    train = DevicePairs(tiny_pairs(), TRAIN, CPU)
+    off, on = _image_trainers(False), _image_trainers(True)
+    for a, b in zip(off, on):
+        a.run(train, 4, 3)
+        b.run(train, 4, 3)
+        for name in ("encoder", "classifiers"):
+            wa, wb = getattr(a.model, name).state_dict(), getattr(b.model, name).state_dict()
+            assert all(torch.equal(wa[k], wb[k]) for k in wa), name  # init and updates, to the bit
+        assert hasattr(b.model, "classifiers_earlier") and not hasattr(a.model, "classifiers_earlier")
+        assert b.model.classifiers_earlier.hidden == [n for n in b.model.classifiers["paper"].hidden]  # Table V widths
+
+
+def test_the_earlier_protocol_trains_on_softmax_then_cross_entropy_and_reads_accuracy_on_training_batches():
+    data = tiny_pairs()
+    for trainer in _image_trainers(True):
+        recorded = []
+        forward = trainer._terms
+
+        def spy(*args):
+            terms = forward(*args)
+            bank, rep = trainer.model.classifiers_earlier, recorded_rep[-1]
+            logits = bank(rep)  # BatchNorm in train mode: the same batch statistics as the step's
+            classes = args[1] if isinstance(trainer, SharedTrainer) else args[4]
+            assert terms["classifier_earlier"].item() == pytest.approx(
+                losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()).item(), rel=1e-5)
+            recorded.append((logits.argmax(2) == classes).float().mean(0))
+            return terms
+
+        recorded_rep = []
+        trainer.model.encoder.register_forward_hook(lambda m, i, out: recorded_rep.append(out[0].detach()))
+        trainer._terms = spy
+        logged = {}
+        trainer.fit(data, iters=4, batch_size=4, log_every=2, checkpoint_every=4,
+                    log=lambda i, m: logged.update({i: m}), save=lambda s: None)
+        prefix = f"{ONLINE_PREFIX['earlier']}/{trainer.representation}"
+        for it, steps in ((2, recorded[:2]), (4, recorded[2:])):  # the mean over the interval's training batches
+            mean = torch.stack(steps).mean(0).tolist()
+            assert [logged[it][f"{prefix}/{f}"] for f in FACTORS] == pytest.approx(mean, abs=1e-6)
+        assert "loss/classifier_earlier" in logged[4] and f"acc_paper/{trainer.representation}/shape" in logged[4]
+
+
+def test_with_the_earlier_protocol_off_nothing_of_it_is_logged():
+    data = tiny_pairs()
+    for trainer in _image_trainers(False):
+        logged = {}
+        trainer.fit(data, iters=2, batch_size=4, log_every=2, checkpoint_every=2, log=lambda i, m: logged.update(m),
+                    save=lambda s: None)
+        assert not [k for k in logged if "earlier" in k or "hsic" in k or "d_refresh" in k]
+
+
+# --------------------------------------------------------------------------- knobs: params.yaml -> trainer
+
+NEW_KNOBS = dict(d_steps=3, lr_d=7e-4, adv_loss="reversal", d_refresh_every=17, d_refresh_steps=19, lambda_hsic=0.37,
+                 online_earlier=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
+def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch, pairs_file, stage):
+    name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
+    real, seen = getattr(training, name), {}
+
+    def trainer(**kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(training, name, trainer)
+    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
+            "--live", tmp_path / "live", "--params", params_file(tmp_path, **NEW_KNOBS)]
+    if stage == "train-exclusive":
+        encoder = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
+        training.save_model(tmp_path / "shared.pt", encoder, "shared", {}, file_sha256(pairs_file))
+        args += ["--shared", tmp_path / "shared.pt"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert isinstance(result.exception, _Stop), result.output
+    expected = {"online_earlier": True} if stage == "train-shared" else NEW_KNOBS
+    assert {k: seen[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("key, value", [("d_steps", 0), ("lr_d", -1e-3), ("adv_loss", "literal"),
+                                        ("d_refresh_every", -1), ("d_refresh_steps", 0), ("lambda_hsic", -0.1),
+                                        ("online_earlier", "yes")])
+def test_a_bad_independence_knob_is_one_line_naming_it(tmp_path, key, value):
+    with pytest.raises(DismiError, match=key) as e:
+        P.TrainExclusive.load(params_file(tmp_path, **{key: value}))
+    assert "\n" not in str(e.value)
+
+
+def test_the_defaults_are_the_paper_adversary_as_before():
+    cfg = P.TrainExclusive.defaults()
+    assert (cfg.d_steps, cfg.lr_d, cfg.adv_loss, cfg.d_refresh_every, cfg.lambda_hsic, cfg.online_earlier) == (
+        1, 0.0, "nonsaturating", 0, 0.0, False)
+
+
+def _through_a_file(state: dict) -> dict:
+    """The state as a checkpoint file gives it back (a copy: the trainer goes on mutating its tensors)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stopped():
+    data = planted_pairs(n_pairs=120, n_test=20)
+    options = dict(lambda_adv=0.5, d_steps=2, lr_d=1e-3, adv_loss="reversal", d_refresh_every=3, d_refresh_steps=4,
+                   lambda_hsic=0.5, online_earlier=True)
+
+    def fit(trainer, iters, states, logs):
+        trainer.fit(data, iters=iters, batch_size=8, log_every=3, checkpoint_every=4, log=lambda i, m: logs.append(m),
+                    save=lambda s: states.append(_through_a_file(s)))
+
+    unbroken, states, logs = planted_trainer(**options), [], []
+    fit(unbroken, 8, states, logs)
+    assert {"loss/hsic", "loss/d_refresh", f"{ONLINE_PREFIX['earlier']}/exclusive/shape"} <= set(logs[-1])
+    resumed, resumed_logs = planted_trainer(**options), []
+    resumed.load_state_dict(states[0])  # the checkpoint at iteration 4 (between two refreshes, mid-interval)
+    assert resumed.iteration == 4
+    fit(resumed, 8, [], resumed_logs)
+    assert resumed_logs == logs[1:]  # iterations 6 and 8: the tallies since 3 and the refresh at 3 came back
+    for k, v in unbroken.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

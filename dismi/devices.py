@@ -212,39 +212,29 @@ def share_cores(directory: Path | None = None) -> int:
 # one thread fewer than the cores, the other process has a core of its own and nothing waits.
 
 
-def procs_running(stat: str | None = None) -> int | None:
-    """Runnable threads on the machine now (/proc/stat's procs_running); None where there is no /proc."""
+def busy_cpu_seconds(stat: str | None = None) -> float | None:
+    """CPU seconds all processes have run since boot (/proc/stat's first line: user, nice, system, irq,
+    softirq; not idle, iowait or the hypervisor's steal); None where there is no /proc."""
     try:
         text = stat if stat is not None else Path("/proc/stat").read_text()
     except OSError:
         return None
     for line in text.splitlines():
-        if line.startswith("procs_running "):
-            return int(line.split()[1])
+        if line.startswith("cpu "):
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in line.split()[1:8])
+            return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
     return None
-
-
-def own_running() -> int:
-    """This process's threads that are running or runnable now (state R), the caller included."""
-    n = 0
-    for path in Path("/proc/self/task").glob("*/stat"):
-        try:
-            text = path.read_text()
-        except OSError:  # the thread ended
-            continue
-        n += text[text.rindex(")") + 2] == "R"  # the field after "(comm)", which may hold spaces
-    return n
 
 
 @dataclass
 class CoreWatch:
-    """Samples how many threads of other processes are running, and every `window` samples sets this
-    run's torch threads to what they leave free (share_cores). Median of the window: a process that
-    runs for a moment does not count, one that keeps a core busy does."""
-    every: float = 0.25        # seconds between samples: a sample costs about 0.1 ms
-    window: int = 8            # samples per decision: about 2 s to follow a change
-    busy: int = 0              # other processes' running threads, the last decision's median
-    _samples: list[int] = field(default_factory=list)
+    """Every `every` seconds, how many cores other processes kept busy (the machine's CPU time less this
+    process's, over the wall time), rounded; share_cores() then leaves them a core each. An average over
+    seconds, not a count of running threads at an instant: a process that runs for a moment does not
+    count, one that keeps a core busy does."""
+    every: float = 2.0         # seconds per decision: the time to follow a change
+    busy: int = 0              # cores other processes kept busy in the last window
+    _last: tuple[float, float, float] | None = None  # (wall, machine CPU, own CPU) seconds
     _next: float = 0.0
 
     def tick(self) -> None:
@@ -252,14 +242,17 @@ class CoreWatch:
         if now < self._next:
             return
         self._next = now + self.every
-        total = procs_running()
-        if total is None:
+        machine = busy_cpu_seconds()
+        if machine is None:
             return
-        self._samples.append(max(0, total - own_running()))
-        if len(self._samples) >= self.window:
-            self.busy = sorted(self._samples)[len(self._samples) // 2]
-            self._samples.clear()
-            share_cores()
+        sample = (now, machine, time.process_time())
+        if self._last is not None and now > self._last[0]:
+            others = ((machine - self._last[1]) - (sample[2] - self._last[2])) / (now - self._last[0])
+            busy = max(0, int(others + 0.5))
+            if busy != self.busy:
+                self.busy = busy
+                share_cores()
+        self._last = sample
 
 
 _watch: list[CoreWatch | None] = [None]  # the claimed CPU run's watch; None outside a claim

@@ -81,7 +81,7 @@ def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
     return loop + logging / log_every, bare
 
 
-SETTLE_SECONDS = 3.0  # more than one CoreWatch window
+SETTLE_SECONDS = 5.0  # more than two CoreWatch windows: its first decision needs two samples
 
 
 @contextmanager

@@ -14,6 +14,7 @@ reruns nothing and DVC's run-cache still restores the stage.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -298,6 +299,12 @@ def _read(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, Any]
         raise DismiError(f"params file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise DismiError(f"params file {path} must be a flat mapping of key: value")
+    # A key no knob declares is a typo (`lamda_adv: 0.1` beside `lambda_adv`) that would be read as nothing.
+    for key in raw:
+        if key not in KNOBS:
+            near = difflib.get_close_matches(str(key), KNOBS, n=1)
+            hint = f"did you mean {near[0]}?" if near else "`python -m stages knobs` lists them"
+            raise DismiError(f"param {key} in {path} is no knob: {hint} (remove or rename it)")
     out = {}
     for key in keys:
         k = KNOBS[key]

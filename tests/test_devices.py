@@ -174,9 +174,11 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
 
 # ---- other processes' load -------------------------------------------------------------------
 
-def test_procs_running_reads_proc_stat():
-    assert devices.procs_running("cpu  1 2 3\nprocs_running 5\nprocs_blocked 0\n") == 5
-    assert devices.procs_running("cpu  1 2 3\n") is None
+def test_busy_cpu_seconds_reads_proc_stat_without_idle_iowait_or_steal():
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = f"cpu  {tick} 0 {2 * tick} 50000 700 0 {tick} 900 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+    assert devices.busy_cpu_seconds(stat) == pytest.approx(4.0)
+    assert devices.busy_cpu_seconds("intr 1 2\n") is None
 
 
 def test_threads_leave_a_core_to_each_busy_thread_of_other_processes(locks, monkeypatch):
@@ -200,7 +202,7 @@ def test_a_cpu_run_gives_a_core_to_a_busy_process_and_takes_it_back(locks, monke
         with devices.claim("cpu") as claim:
             claim.use()
             watch = devices._watch[0]
-            watch.every = 0.05
+            watch.every = 1.0
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and torch.get_num_threads() >= devices.cores():
                 devices.tick()

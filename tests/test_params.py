@@ -100,6 +100,15 @@ def test_only_requested_keys_are_checked(tmp_path):
     assert params.load(f, ["alpha_sh"]) == {"alpha_sh": 0.5}
 
 
+def test_a_key_no_knob_declares_is_refused_with_the_closest_knob(tmp_path):
+    """The mistake: a hand-edited typo beside the real key (`lamda_adv: 0.1`) silently read as nothing."""
+    f = _write(tmp_path, lamda_adv=0.1)
+    with pytest.raises(DismiError) as e:
+        params.load(f, ["alpha_sh"])
+    msg = str(e.value)
+    assert "\n" not in msg and "lamda_adv" in msg and "did you mean lambda_adv?" in msg
+
+
 def test_scientific_notation_strings_and_ints_become_floats(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("lr_sh: 1e-4\nalpha_sh: 1\n")

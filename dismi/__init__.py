@@ -1,8 +1,9 @@
 """dismi: disentangled representations via mutual-information estimation (Sanchez et al., 2019).
 
-The science lives here, free of CLI and file-layout knowledge: the Shapes3D contract and
-renderer, the pair dataset, networks, losses and objectives, training loops, probes and plots.
+The science lives here, free of CLI and file-layout knowledge, in layers whose imports only go down
+(tests/test_layers.py): eval and train, then model and synthetic, then data, then util.
 """
-from dismi.errors import DismiError
+
+from dismi.util.errors import DismiError
 
 __all__ = ["DismiError"]

@@ -4,14 +4,14 @@ progress, model file).
 Logged with dvclive every `log_every` iterations (means over the interval): loss/total (the minimised
 objective), mi/global and mi/local (the eq. 2 MI estimates it maximises, X and Y summed: from -4 ln 2
 when nothing is learnt up to 0), the stage's own terms (loss/l1; loss/adv_encoder,
-loss/adv_discriminator), loss/classifier, and acc/<representation>/<factor>, the online classifiers'
+loss/adv_discriminator), loss/classifier, and acc_wide/<representation>/<factor>, the online classifiers'
 accuracy on test images.
 
 Checkpoints are not DVC outputs. They live in a per-user directory outside every workspace
 (checkpoint_dir(): $DISMI_CHECKPOINTS, else checkpoints/ in the download cache, ~/.cache/dismi), one
 file per fingerprint: the params that change results, the pairs file's (and the shared model's)
 SHA-256, the device kind, the networks' shapes and the SHA-256 of the stage's code (its import closure
-in dismi/ and stages/, dismi.sources). No path is in it, so any workspace, `dvc exp run --queue` task
+in dismi/ and stages/, dismi.util.sources). No path is in it, so any workspace, `dvc exp run --queue` task
 (each runs in a temporary copy of the repository, deleted when it ends) or cluster job of the same
 configuration resumes the same checkpoint. DVC's run-cache stays on (a `persist: true` output switches it
 off): a configuration trained before is restored from the cache, not retrained, and a queue of
@@ -26,6 +26,7 @@ Each logged interval is also a dvclive step (`next_step`), the signal the DVC ex
 Studio follow live, and one plain line on stdout with the speed and the time left (no carriage returns:
 `dvc queue logs` and Slurm logs show lines, not a redrawn bar).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,20 +34,33 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import typer
 from dvclive import Live
 
-from dismi import allocator, devices, sources, training
-from dismi.files import file_sha256, guard_outputs, write_text_atomic
-from dismi.pairfile import PairData, load_pairs
+from dismi.data.pairfile import PairData, load_pairs
+from dismi.train import modelfile, training
+from dismi.util import allocator, devices, sources
+from dismi.util.files import file_sha256, guard_outputs, write_text_atomic
+from dismi.util.progress import duration
 from stages import params as P
 
 T = TypeVar("T", P.TrainShared, P.TrainExclusive)
+
+# The options both training stages take, declared once.
+PAIRS = typer.Option(..., help="Pairs HDF5 file (output of the pairs stage).")
+CHECKPOINTS = typer.Option(
+    None,
+    help="Directory of resumable checkpoints (kept between runs, not a DVC output; default $DISMI_CHECKPOINTS, "
+    "else ~/.cache/dismi/checkpoints).",
+)
+LIVE = typer.Option(..., help="dvclive directory for losses and online accuracies.")
+PARAMS = typer.Option(Path("params.yaml"), help="Params file.")
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the stage's code: its import closure under here
 CODE_PACKAGES = ("dismi", "stages")
 CHECKPOINTS_ENV = "DISMI_CHECKPOINTS"
@@ -60,27 +74,18 @@ def checkpoint_dir(checkpoints: Path | None = None) -> Path:
         return checkpoints
     if os.environ.get(CHECKPOINTS_ENV):
         return Path(os.environ[CHECKPOINTS_ENV]).expanduser()
-    # dismi.download.cache_dir()'s rule, not imported: the downloader would join the training stages' code
+    # dismi.data.download.cache_dir()'s rule, not imported: the downloader would join the training stages' code
     # hash (their import closure), and a downloader edit would then discard every checkpoint
     if os.environ.get("DISMI_CACHE"):
         return Path(os.environ["DISMI_CACHE"]).expanduser() / "checkpoints"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dismi" / "checkpoints"
 
 
-def time_left(seconds: float) -> str:
-    """4.2 -> '4 s', 190 -> '3 min 10 s', 7500 -> '2 h 5 min'."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
-
-
 @contextmanager
-def start(config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path,
-          checkpoints: Path | None, live: Path) -> Iterator[tuple[T, torch.device, PairData, str]]:
-    """Guard the outputs, read the stage's config, claim a device (dismi.devices) and this run's share of
+def start(
+    config: type[T], params: Path, pairs: Path, *, inputs: list[Path], model: Path, checkpoints: Path | None, live: Path
+) -> Iterator[tuple[T, torch.device, PairData, str]]:
+    """Guard the outputs, read the stage's config, claim a device (dismi.util.devices) and this run's share of
     the cores, load the pairs -> (config, device, pairs, pairs' SHA-256); the claim ends with the block."""
     # A failed run must not leave an older model looking current; the checkpoints and log are kept.
     guard_outputs([pairs, *inputs, params], [model], kept=[checkpoint_dir(checkpoints), live])
@@ -105,16 +110,27 @@ def _restore_live(live: Path, files: dict[str, str]) -> None:
         write_text_atomic(live / rel, text)
 
 
-def fingerprint(trainer: training.Trainer, cfg: P.TrainShared | P.TrainExclusive, *, data_sha256: str,
-                module: str, **provenance: Any) -> dict:
+def fingerprint(
+    trainer: training.Trainer,
+    cfg: P.TrainShared | P.TrainExclusive,
+    *,
+    data_sha256: str,
+    module: str,
+    **provenance: Any,
+) -> dict:
     """What a checkpoint must have been made with to be resumed: see the module docstring."""
     # The params' device value is left out: the kind it resolved to is below, and auto and cuda agree.
     p = {k: v for k, v in cfg.params().items() if k != "device"}
     code = CODE_ROOT / (module.replace(".", "/") + ".py")
-    return {"params": p, "data_sha256": data_sha256, **provenance, "device": trainer.device.type,
-            "code_sha256": sources.sha256(code, CODE_ROOT, CODE_PACKAGES),
-            # the networks' shapes too, as a cheap check of what the code hash already covers
-            "shapes": {k: list(v.shape) for k, v in trainer.model.state_dict().items()}}
+    return {
+        "params": p,
+        "data_sha256": data_sha256,
+        **provenance,
+        "device": trainer.device.type,
+        "code_sha256": sources.sha256(code, CODE_ROOT, CODE_PACKAGES),
+        # the networks' shapes too, as a cheap check of what the code hash already covers
+        "shapes": {k: list(v.shape) for k, v in trainer.model.state_dict().items()},
+    }
 
 
 def checkpoint_path(checkpoints: Path, representation: str, fp: dict) -> Path:
@@ -123,8 +139,18 @@ def checkpoint_path(checkpoints: Path, representation: str, fp: dict) -> Path:
     return checkpoints / f"{representation}-{key}.pt"
 
 
-def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.TrainExclusive, *, data_sha256: str,
-          model: Path, checkpoints: Path | None, live: Path, module: str, **provenance: Any) -> None:
+def train(
+    trainer: training.Trainer,
+    data: PairData,
+    cfg: P.TrainShared | P.TrainExclusive,
+    *,
+    data_sha256: str,
+    model: Path,
+    checkpoints: Path | None,
+    live: Path,
+    module: str,
+    **provenance: Any,
+) -> None:
     """Resume from the checkpoint made with these params, data, code and networks, else start fresh;
     train to cfg.iters, logging to `live`; write the encoder to `model` with what it was trained with.
 
@@ -134,7 +160,7 @@ def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.Trai
     """
     fp = fingerprint(trainer, cfg, data_sha256=data_sha256, module=module, **provenance)
     checkpoint = checkpoint_path(checkpoint_dir(checkpoints), trainer.representation, fp)
-    state = training.load_checkpoint(checkpoint, fp)
+    state = modelfile.load_checkpoint(checkpoint, fp)
     if state is not None:
         trainer.load_state_dict(state)
         _restore_live(live, state.get("live", {}))
@@ -153,26 +179,38 @@ def train(trainer: training.Trainer, data: PairData, cfg: P.TrainShared | P.Trai
         rate = (iteration - clock[1]) / (now - clock[0])
         clock[:] = [now, iteration]
         threads = devices.share_cores()  # follow runs that started or ended since
-        left = time_left((cfg.iters - iteration) / rate) if rate > 0 else "?"
-        typer.echo(f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
-                   f"mi global {metrics['mi/global']:.4f}  mi local {metrics['mi/local']:.4f}  "
-                   f"{rate:.1f} it/s, {left} left, {threads} thread(s)")
+        left = duration((cfg.iters - iteration) / rate) if rate > 0 else "?"
+        typer.echo(
+            f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
+            f"mi global {metrics['mi/global']:.4f}  mi local {metrics['mi/local']:.4f}  "
+            f"{rate:.1f} it/s, {left} left, {threads} thread(s)"
+        )
 
     def save(s: dict) -> None:
-        training.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
+        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
 
     def heartbeat(iteration: int) -> None:  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
         done = iteration - clock[1]
         if done > 0:
             rate = done / (time.perf_counter() - clock[0])
-            typer.echo(f"iteration {iteration}/{cfg.iters}  {rate:.1f} it/s, "
-                       f"{time_left((cfg.iters - iteration) / rate)} left")
+            typer.echo(
+                f"iteration {iteration}/{cfg.iters}  {rate:.1f} it/s, {duration((cfg.iters - iteration) / rate)} left"
+            )
 
     trainer.heartbeat = heartbeat
     trainer.fit(data, **cfg.fit_args(), log=log, save=save)
     logger.end()
     kind = trainer.representation
-    training.save_model(model, trainer.model.encoder, kind, cfg.params(), data_sha256, iteration=trainer.iteration,
-                        snapshots=trainer.snapshots, device=trainer.device, **provenance)
+    modelfile.save_model(
+        model,
+        trainer.model.encoder,
+        kind,
+        cfg.params(),
+        data_sha256,
+        iteration=trainer.iteration,
+        snapshots=trainer.snapshots,
+        device=trainer.device,
+        **provenance,
+    )
     checkpoint.unlink(missing_ok=True)  # the model file (and DVC's cache of it) is the result now
     typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations")

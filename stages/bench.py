@@ -6,29 +6,31 @@ frozen shared codes, step with optimizer updates, loss terms kept on the device;
 set as the stages set it), plus the work done every `log_every` iterations (reading the loss terms back,
 online accuracies on a test batch), timed apart and spread over its interval. The bare figure is one
 step on a fixed batch without the optimizers; their gap is the loop's overhead. The reference
-(dismi.reference) runs in a fresh process, as a plain script would. Random images: speed does not depend
+(dismi.model.reference) runs in a fresh process, as a plain script would. Random images: speed does not depend
 on content. Weights and learning rates are the declared defaults of stages/params.py (the report's).
 
-The device is claimed as the stages claim it (dismi.devices): on the CPU the run's share of the cores,
+The device is claimed as the stages claim it (dismi.util.devices): on the CPU the run's share of the cores,
 following other processes' load. `--compete N` runs N single-threaded CPU-bound processes (as `yes >
 /dev/null` would) while it measures, to check what a busy machine costs; `--no-follow-load` turns the
 following off, which is how the stages ran before it.
 """
+
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
 import typer
 
-from dismi import allocator, devices, training
-from dismi.factors import SIZES
-from dismi.pairfile import TEST, TRAIN, PairData
+from dismi.data.factors import SIZES
+from dismi.data.pairfile import TEST, TRAIN, PairData
+from dismi.train import training
+from dismi.util import allocator, devices
 from stages import params as P
 
 
@@ -37,9 +39,14 @@ def _random_pairs(n_pairs: int, seed: int = 0) -> PairData:
     rng = np.random.default_rng(seed)
     m = 4 * n_pairs
     classes = np.stack([rng.integers(0, s, m) for s in SIZES], axis=1)
-    return PairData(images=rng.integers(0, 256, (m, 64, 64, 3), dtype=np.uint8), classes=classes,
-                    source=np.arange(m), x=np.arange(0, m, 2), y=np.arange(1, m, 2),
-                    split=np.repeat(np.array([TRAIN, TEST], dtype=np.uint8), n_pairs))
+    return PairData(
+        images=rng.integers(0, 256, (m, 64, 64, 3), dtype=np.uint8),
+        classes=classes,
+        source=np.arange(m),
+        x=np.arange(0, m, 2),
+        y=np.arange(1, m, 2),
+        split=np.repeat(np.array([TRAIN, TEST], dtype=np.uint8), n_pairs),
+    )
 
 
 def _seconds(fn, n: int, device: torch.device) -> float:
@@ -54,8 +61,9 @@ def _seconds(fn, n: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / n
 
 
-def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, warmup: int, rounds: int,
-             log_every: int) -> tuple[float, float]:
+def _measure(
+    trainer: training.Trainer, data: PairData, batch: int, iters: int, warmup: int, rounds: int, log_every: int
+) -> tuple[float, float]:
     """-> (loop seconds per iteration with the per-log work spread over log_every iterations,
     bare forward+backward seconds per iteration).
 
@@ -66,7 +74,7 @@ def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
     rows = train.draw(batch, trainer.batch_gen)
     fixed = (train.images[rows], train.classes[rows], trainer.precomputed(train, rows))
     trainer.run(train, batch, warmup)
-    settle = time.perf_counter() + (SETTLE_SECONDS if devices._watch[0] is not None else 0)
+    settle = time.perf_counter() + (SETTLE_SECONDS if devices.following_load() else 0)
     while time.perf_counter() < settle:  # the load watch decides from a window of samples: let it see one
         trainer.run(train, batch, 1)
     for _ in range(warmup):
@@ -74,10 +82,12 @@ def _measure(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
     loop = bare = logging = float("inf")
     for _ in range(rounds):
         loop = min(loop, _seconds(lambda: trainer.run(train, batch, iters), 1, trainer.device) / iters)
-        bare = min(bare, _seconds(lambda: trainer.step(fixed[0], fixed[1], update=False, **fixed[2]), iters,
-                                  trainer.device))
-        logging = min(logging, _seconds(lambda: (trainer._mean_terms(), trainer.online_accuracy(test)), 1,
-                                        trainer.device))
+        bare = min(
+            bare, _seconds(lambda: trainer.step(fixed[0], fixed[1], update=False, **fixed[2]), iters, trainer.device)
+        )
+        logging = min(
+            logging, _seconds(lambda: (trainer.mean_terms(), trainer.online_accuracy(test)), 1, trainer.device)
+        )
     return loop + logging / log_every, bare
 
 
@@ -107,72 +117,111 @@ def _profile(trainer: training.Trainer, data: PairData, batch: int, iters: int, 
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
     key = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=rows, max_name_column_width=32,
-                                                              max_shapes_column_width=70)
+    return prof.key_averages(group_by_input_shape=True).table(
+        sort_by=key, row_limit=rows, max_name_column_width=32, max_shapes_column_width=70
+    )
 
 
 def _reference(width: int, batch: int, iters: int) -> float:
-    """Seconds per step of dismi.reference in a fresh Python process (default allocator and threads)."""
-    code = f"from dismi.reference import seconds_per_step; print(seconds_per_step({width}, {batch}, {iters}))"
+    """Seconds per step of dismi.model.reference in a fresh Python process (default allocator and threads)."""
+    code = f"from dismi.model.reference import seconds_per_step; print(seconds_per_step({width}, {batch}, {iters}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main(width: int = typer.Option(64, min=1, help="Encoder base width (64 = the paper's)."),
-         dim: int = typer.Option(64, min=1, help="Size of S and of E."),
-         batch: int = typer.Option(64, min=2, help="Pairs per iteration."),
-         iters: int = typer.Option(5, min=1, help="Timed iterations per round."),
-         rounds: int = typer.Option(3, min=1, help="Rounds; each figure is its fastest round."),
-         warmup: int = typer.Option(2, min=0, help="Untimed iterations first."),
-         log_every: int = typer.Option(250, min=1, help="Iterations between logs, as the param."),
-         device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-         compile: bool = typer.Option(False, help="Compile the steps, as the compile param does."),
-         reference: bool = typer.Option(False, help="Also time dismi.reference, the plain shared step (CPU)."),
-         profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
-         seed: int = typer.Option(0, help="Seed of the random images and the networks."),
-         compete: int = typer.Option(0, min=0, help="Single-threaded CPU-bound processes run beside it."),
-         follow_load: bool = typer.Option(True, help="Give other processes' busy threads a core each, as the "
-                                                     "stages do (dismi.devices.CoreWatch).")) -> None:
+def main(
+    width: int = typer.Option(64, min=1, help="Encoder base width (64 = the paper's)."),
+    dim: int = typer.Option(64, min=1, help="Size of S and of E."),
+    batch: int = typer.Option(64, min=2, help="Pairs per iteration."),
+    iters: int = typer.Option(5, min=1, help="Timed iterations per round."),
+    rounds: int = typer.Option(3, min=1, help="Rounds; each figure is its fastest round."),
+    warmup: int = typer.Option(2, min=0, help="Untimed iterations first."),
+    log_every: int = typer.Option(250, min=1, help="Iterations between logs, as the param."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    compile: bool = typer.Option(False, help="Compile the steps, as the compile param does."),
+    reference: bool = typer.Option(False, help="Also time dismi.model.reference, the plain shared step (CPU)."),
+    profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
+    seed: int = typer.Option(0, help="Seed of the random images and the networks."),
+    compete: int = typer.Option(0, min=0, help="Single-threaded CPU-bound processes run beside it."),
+    follow_load: bool = typer.Option(
+        True, help="Give other processes' busy threads a core each, as the stages do (dismi.util.devices.CoreWatch)."
+    ),
+) -> None:
     ref_iters = max(iters, 5)  # its median step is its figure
     refs = [_reference(width, batch, ref_iters)] if reference else []  # first: nothing else runs yet
     with devices.claim(device) as claim, _competitors(compete):
         claim.use()
         if not follow_load:
-            devices._watch[0] = None
-        _bench(claim.device, width, dim, batch, iters, rounds, warmup, log_every, compile, profile, seed, compete,
-               reference, refs, ref_iters)
+            devices.stop_following_load()
+        _bench(
+            claim.device,
+            width,
+            dim,
+            batch,
+            iters,
+            rounds,
+            warmup,
+            log_every,
+            compile,
+            profile,
+            seed,
+            compete,
+            reference,
+            refs,
+            ref_iters,
+        )
 
 
-def _bench(dev: torch.device, width: int, dim: int, batch: int, iters: int, rounds: int, warmup: int,
-           log_every: int, compile: bool, profile: int, seed: int, compete: int, reference: bool,
-           refs: list[float], ref_iters: int) -> None:
+def _bench(
+    dev: torch.device,
+    width: int,
+    dim: int,
+    batch: int,
+    iters: int,
+    rounds: int,
+    warmup: int,
+    log_every: int,
+    compile: bool,
+    profile: int,
+    seed: int,
+    compete: int,
+    reference: bool,
+    refs: list[float],
+    ref_iters: int,
+) -> None:
     allocator.keep_freed_memory()  # as the stages do
     data = _random_pairs(max(2 * batch, 64), seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    follow = "following other processes' load" if devices._watch[0] is not None else "not following load"
-    typer.echo(f"device {dev}{threads} ({follow}); {compete} competing process(es); width {width}, dims {dim}, "
-               f"batch {batch} pairs; best of {rounds} rounds of {iters} iterations, after {warmup}; "
-               f"log every {log_every}{'; compiled' if compile else ''}")
+    follow = "following other processes' load" if devices.following_load() else "not following load"
+    typer.echo(
+        f"device {dev}{threads} ({follow}); {compete} competing process(es); width {width}, dims {dim}, "
+        f"batch {batch} pairs; best of {rounds} rounds of {iters} iterations, after {warmup}; "
+        f"log every {log_every}{'; compiled' if compile else ''}"
+    )
     sizes = {"width": width, "dim": dim, "seed": seed, "compile": compile}
     shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev)
     rows = []
     for name, trainer in (("shared", shared), ("exclusive", None)):
         if trainer is None:  # built after the shared figures: it freezes the encoder it is given
-            trainer = training.ExclusiveTrainer(shared=shared.model.encoder, device=dev,
-                                                **P.TrainExclusive.defaults(**sizes).trainer_args())
+            trainer = training.ExclusiveTrainer(
+                shared=shared.model.encoder, device=dev, **P.TrainExclusive.defaults(**sizes).trainer_args()
+            )
         rows.append((name, *_measure(trainer, data, batch, iters, warmup, rounds, log_every), torch.get_num_threads()))
         if profile:
             typer.echo(f"{name} loop, {iters} iterations:\n{_profile(trainer, data, batch, iters, profile)}")
     if reference:  # again, last: the faster of the two is the baseline, so a drift in the machine's speed
         refs.append(_reference(width, batch, ref_iters))  # during the run does not flatter the loops
     ref = min(refs, default=None)
-    typer.echo(f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'threads':>8} "
-               f"{'x reference':>12}")
+    typer.echo(
+        f"{'stage':<10} {'loop it/s':>10} {'fwd+bwd it/s':>13} {'overhead':>9} {'threads':>8} {'x reference':>12}"
+    )
     if ref is not None:
         runs = ", ".join(f"{1 / r:.3f}" for r in refs)
-        typer.echo(f"{'reference':<10} {1 / ref:>10.3f} {'':>13} {'':>9} {'':>8} {1.0:>12.2f}   "
-                   f"(faster of {runs} it/s)")
+        typer.echo(
+            f"{'reference':<10} {1 / ref:>10.3f} {'':>13} {'':>9} {'':>8} {1.0:>12.2f}   (faster of {runs} it/s)"
+        )
     for name, loop, bare, n_threads in rows:
         speedup = f"{ref / loop:>12.2f}" if ref is not None else ""
-        typer.echo(f"{name:<10} {1 / loop:>10.3f} {1 / bare:>13.3f} {100 * (loop / bare - 1):>8.1f}% {n_threads:>8} "
-                   f"{speedup}")
+        typer.echo(
+            f"{name:<10} {1 / loop:>10.3f} {1 / bare:>13.3f} {100 * (loop / bare - 1):>8.1f}% {n_threads:>8} {speedup}"
+        )

@@ -1,9 +1,10 @@
 """Stage 5: held-out probe accuracies of S and E, distance to ideal, retrieval, S-E dependence; JSON + Markdown.
 
 Every snapshot of both encoders is encoded once; then each probe kind trains one bank over all of them
-(dismi.probes) and each critic kind one bank over E's snapshots and the calibration (dismi.dependence).
+(dismi.eval.probes) and each critic kind one bank over E's snapshots and the calibration (dismi.eval.dependence).
 Progress: one line per encoded snapshot and per epoch of each bank, with the time left.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from dismi import dependence, devices
-from dismi.errors import DismiError
-from dismi.evaluation import (REPRESENTATIONS, Codes, EvalSettings, markdown_table, probe_metrics,
-                              retrieval_examples, retrieval_metric)
-from dismi.factors import FACTORS
-from dismi.files import file_sha256, guard_outputs, write_text_atomic
-from dismi.networks import PROBES, encode
-from dismi.pairfile import TEST, TRAIN, PairData, load_pairs
-from dismi.training import ONLINE_PREFIX, load_snapshots
+from dismi.data.factors import FACTORS
+from dismi.data.pairfile import TEST, TRAIN, PairData, load_pairs
+from dismi.data.results import EARLIER, ONLINE, PROBES, REPRESENTATIONS, Results
+from dismi.eval import dependence
+from dismi.eval.metrics import Codes, EvalSettings, probe_metrics, retrieval_examples, retrieval_metric
+from dismi.eval.tables import evaluation_tables
+from dismi.model.networks import encode
+from dismi.train.modelfile import check_model, load_snapshots
+from dismi.util import devices
+from dismi.util.errors import DismiError
+from dismi.util.files import file_sha256, guard_outputs, write_text_atomic
+from dismi.util.progress import duration
 from stages import params as P
 
 N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
@@ -30,32 +34,25 @@ N_SHOWN = 6  # retrieval queries kept in retrieval.json for the figure
 
 def _online(path: Path, representation: str, probe: str) -> dict[str, float]:
     """Last online test-batch accuracies of one training stage's `probe` classifiers, from its dvclive metrics.json."""
-    stage, prefix = f"train-{representation}", ONLINE_PREFIX[probe]
+    stage, prefix = f"train-{representation}", ONLINE[probe].online_prefix
     try:
         acc = json.loads(path.read_text())[prefix][representation]
         return {f: float(acc[f]) for f in FACTORS}
     except FileNotFoundError:
         raise DismiError(f"training log {path} not found: run the {stage} stage first") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DismiError(f"training log {path} has no {prefix}/{representation}/<factor> values ({e!r}): "
-                         f"rerun the {stage} stage") from None
-
-
-def _check_model(meta: dict, model_path: Path, representation: str, data_sha256: str) -> None:
-    if meta.get("kind") != representation:
-        raise DismiError(f"model {model_path} holds a {meta.get('kind')!r} encoder, not {representation!r}: "
-                         f"pass the train-{representation} stage's model")
-    if meta.get("data_sha256") != data_sha256:
-        raise DismiError(f"model {model_path} was trained on another pairs file: rerun train-{representation} "
-                         "(dvc repro)")
+        raise DismiError(
+            f"training log {path} has no {prefix}/{representation}/<factor> values ({e!r}): rerun the {stage} stage"
+        ) from None
 
 
 def _codes(encoder, representation: str, data: PairData, device: str) -> Codes:
     # Every image belongs to a train or a test pair, so encode each once and split the rows.
     codes = encode(encoder, data.images, device=device)  # (M, D)
     train, test = data.image_rows(TRAIN), data.image_rows(TEST)
-    return Codes(representation, codes[train], data.classes[train], codes[test], data.classes[test],
-                 tuple(data.n_values()))
+    return Codes(
+        representation, codes[train], data.classes[train], codes[test], data.classes[test], tuple(data.n_values())
+    )
 
 
 def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndarray], k: int) -> dict:
@@ -66,14 +63,17 @@ def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndar
         rows = test_rows[test_idx]
         return {"rows": rows.tolist(), "source": data.source[rows].tolist()}
 
-    return {"k": k, "queries": [{"row": int(test_rows[q]), "source": int(data.source[test_rows[q]]),
-                                 **{rep: where(n[i]) for rep, n in neighbours.items()}}
-                                for i, q in enumerate(queries)]}
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m else f"{s} s"
+    return {
+        "k": k,
+        "queries": [
+            {
+                "row": int(test_rows[q]),
+                "source": int(data.source[test_rows[q]]),
+                **{rep: where(n[i]) for rep, n in neighbours.items()},
+            }
+            for i, q in enumerate(queries)
+        ],
+    }
 
 
 class _Progress:
@@ -89,29 +89,46 @@ class _Progress:
         def step(done: int, detail: str = "") -> None:
             now = time.perf_counter()
             left = (now - begun) / done * (total - done)
-            typer.echo(f"evaluate: {what}: {unit} {done}/{total}{detail}, {_clock(left)} left in this step "
-                       f"({_clock(now - self.start)} so far)")
+            typer.echo(
+                f"evaluate: {what}: {unit} {done}/{total}{detail}, {duration(left)} left in this step "
+                f"({duration(now - self.start)} so far)"
+            )
 
         return step
 
 
-def _dependence(s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings,
-                progress: _Progress) -> dict:
+def _dependence(
+    s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings, progress: _Progress
+) -> dict:
     """Fresh critics of each kind on (final S, E) for every E snapshot and a calibration (E shuffled)."""
     pairs = [(s_final.train, e.train, s_final.test, e.test) for _, e in e_codes]
     pairs.append(dependence.calibration(*pairs[-1], seed=settings.seed))
     out: dict = {"chance_loss": dependence.CHANCE_LOSS}
     for critic in dependence.CRITICS:
-        step = progress.phase(f"{critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration",
-                              settings.critic_epochs, "epoch")
-        got = dependence.critic_losses(pairs, critic, epochs=settings.critic_epochs, lr=settings.probe_lr,
-                                       batch_size=settings.probe_batch_size, seed=settings.seed,
-                                       device=settings.device, on_epoch=step)
+        step = progress.phase(
+            f"{critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration", settings.critic_epochs, "epoch"
+        )
+        got = dependence.critic_losses(
+            pairs,
+            critic,
+            epochs=settings.critic_epochs,
+            lr=settings.probe_lr,
+            batch_size=settings.probe_batch_size,
+            seed=settings.seed,
+            device=settings.device,
+            on_epoch=step,
+        )
         *per_snapshot, calibrated = got
-        out[critic] = {"loss": per_snapshot[-1], "jsd": dependence.implied_jsd(per_snapshot[-1]),
-                       "calibration_loss": calibrated, "calibration_jsd": dependence.implied_jsd(calibrated),
-                       "by_iteration": {str(it): {"loss": loss, "jsd": dependence.implied_jsd(loss)}
-                                        for (it, _), loss in zip(e_codes, per_snapshot)}}
+        out[critic] = {
+            "loss": per_snapshot[-1],
+            "jsd": dependence.implied_jsd(per_snapshot[-1]),
+            "calibration_loss": calibrated,
+            "calibration_jsd": dependence.implied_jsd(calibrated),
+            "by_iteration": {
+                str(it): {"loss": loss, "jsd": dependence.implied_jsd(loss)}
+                for (it, _), loss in zip(e_codes, per_snapshot)
+            },
+        }
     return out
 
 
@@ -124,23 +141,25 @@ def main(
     metrics: Path = typer.Option(..., help="output: nested JSON of every figure"),
     table: Path = typer.Option(..., help="output: the accuracy and retrieval tables in Markdown"),
     retrieval: Path = typer.Option(..., help="output: a few retrieval queries and their neighbours"),
-    curves: Path = typer.Option(..., help="output: held-out accuracy of every model snapshot, one row per "
-                                          "(representation, probe, iteration)"),
+    curves: Path = typer.Option(
+        ..., help="output: held-out accuracy of every model snapshot, one row per (representation, probe, iteration)"
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     # A failed run must not leave older results looking current.
-    guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params],
-                  [metrics, table, retrieval, curves])
+    guard_outputs(
+        [pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, table, retrieval, curves]
+    )
     cfg = P.Evaluate.load(params)
     with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
         claim.use()
         device = claim.device
         settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
         logs = (("shared", online_shared), ("exclusive", online_exclusive))
-        online = {probe: {rep: _online(path, rep, probe) for rep, path in logs} for probe in ("wide", "paper")}
+        online = {probe: {rep: _online(path, rep, probe) for rep, path in logs} for probe in PROBES}
         # The earlier implementations' protocol (online_earlier: softmax before the cross-entropy, accuracy
         # on training batches), when both stages logged it: beside the correct figures, for comparison.
-        if all(ONLINE_PREFIX["earlier"] in json.loads(path.read_text()) for _, path in logs):
+        if all(EARLIER.online_prefix in json.loads(path.read_text()) for _, path in logs):
             online["earlier"] = {rep: _online(path, rep, "earlier") for rep, path in logs}
         data = load_pairs(pairs)
         data_sha256 = file_sha256(pairs)
@@ -148,20 +167,24 @@ def main(
         snapshots = {}
         for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
             snapshots[rep], meta = load_snapshots(model_path, device)
-            _check_model(meta, model_path, rep, data_sha256)
+            check_model(meta, model_path, rep, data_sha256)
+        n_snapshots = sum(map(len, snapshots.values()))
+        typer.echo(
+            f"evaluate: read {len(data.images):,} images and {n_snapshots} encoder snapshots; "
+            f"encoding every image with each ({duration(time.perf_counter() - progress.start)} so far)"
+        )
         # Every snapshot encoded once, in training order; the last of each representation is the final encoder.
-        step = progress.phase("encoding every image", sum(map(len, snapshots.values())), "snapshot")
+        step = progress.phase("encoding every image", n_snapshots, "snapshot")
         codes: dict[str, list[tuple[int | None, Codes]]] = {rep: [] for rep in REPRESENTATIONS}
         for rep in REPRESENTATIONS:
             for it, encoder in snapshots[rep]:
                 codes[rep].append((it, _codes(encoder, rep, data, str(device))))
                 step(sum(map(len, codes.values())), f" ({rep} at iteration {it})")
         final = {rep: codes[rep][-1][1] for rep in REPRESENTATIONS}
-        results: dict = {"retrieval": {}, "paper_probe": {}, "online": online["wide"], "online_paper": online["paper"]}
         # First: a bad retrieval_k fails fast. Queries depend only on the seed and the test set, so S and E share them.
-        shown: dict[str, np.ndarray] = {}
+        retrieved, shown = {}, {}
         for rep in REPRESENTATIONS:
-            results["retrieval"][rep] = retrieval_metric(final[rep], settings)
+            retrieved[rep] = retrieval_metric(final[rep], settings)
             queries, shown[rep] = retrieval_examples(final[rep], settings, N_SHOWN)
         every = [(rep, it, c) for rep in REPRESENTATIONS for it, c in codes[rep]]
         held_out = {}
@@ -169,28 +192,31 @@ def main(
             step = progress.phase(f"{probe} probes on {len(every)} snapshots", settings.probe_epochs, "epoch")
             held_out[probe] = probe_metrics([c for _, _, c in every], settings, probe, on_epoch=step)
         # Held-out accuracy against training iterations, from the snapshots the model files carry.
-        rows = [{"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}
-                for i, (rep, it, _) in enumerate(every) for probe in ("wide", "paper")]
+        rows = [
+            {"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}
+            for i, (rep, it, _) in enumerate(every)
+            for probe in PROBES
+        ]
         last = {rep: max(i for i, (r, _, _) in enumerate(every) if r == rep) for rep in REPRESENTATIONS}
-        for rep in REPRESENTATIONS:
-            results[rep] = held_out["wide"][last[rep]]
-            results["paper_probe"][rep] = held_out["paper"][last[rep]]
-        results["dependence"] = _dependence(final["shared"], codes["exclusive"], settings, progress)
+        results = Results(
+            held_out={probe: {rep: held_out[probe][last[rep]] for rep in REPRESENTATIONS} for probe in PROBES},
+            online=online,
+            retrieval=retrieved,
+            dependence=_dependence(final["shared"], codes["exclusive"], settings, progress),
+        )
         examples = _examples(data, queries, shown, settings.retrieval_k)
-        if "earlier" in online:
-            results["online_earlier"] = online["earlier"]
-        figures = ("shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper", "online_earlier",
-                   "dependence")
-        write_text_atomic(metrics, json.dumps({k: results[k] for k in figures if k in results}, indent=2) + "\n")
+        write_text_atomic(metrics, json.dumps(results.to_json(), indent=2) + "\n")
         write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
-        write_text_atomic(table, markdown_table(results, data.n_values()))
+        write_text_atomic(table, evaluation_tables(results, data.n_values()))
         write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
-        dep = results["dependence"]
-        typer.echo(f"distance to ideal, paper probe: S {results['paper_probe']['shared']['distance_to_ideal']:.4f}, "
-                   f"E {results['paper_probe']['exclusive']['distance_to_ideal']:.4f}; wide probe: "
-                   f"S {results['shared']['distance_to_ideal']:.4f}, "
-                   f"E {results['exclusive']['distance_to_ideal']:.4f}; critics' held-out loss (2 ln 2 = "
-                   f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
-                   f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
-                   f"(calibration {dep['separable']['calibration_loss']:.3f}); "
-                   f"wrote {metrics}, {table}, {retrieval}, {curves}; {_clock(time.perf_counter() - progress.start)}")
+        dep, paper, wide = results.dependence, results.held_out["paper"], results.held_out["wide"]
+        typer.echo(
+            f"distance to ideal, paper probe: S {paper['shared']['distance_to_ideal']:.4f}, "
+            f"E {paper['exclusive']['distance_to_ideal']:.4f}; wide probe: "
+            f"S {wide['shared']['distance_to_ideal']:.4f}, "
+            f"E {wide['exclusive']['distance_to_ideal']:.4f}; critics' held-out loss (2 ln 2 = "
+            f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
+            f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
+            f"(calibration {dep['separable']['calibration_loss']:.3f}); "
+            f"wrote {metrics}, {table}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}"
+        )

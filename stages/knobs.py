@@ -1,4 +1,5 @@
 """Not a stage: every knob as a Markdown table, from its one declaration (stages/params.py) and params.yaml."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,10 @@ def table(values: dict) -> str:
     # In params.yaml's order, then any knob the file lacks.
     for key in [*(k for k in values if k in P.KNOBS), *(k for k in P.KNOBS if k not in values)]:
         k = P.KNOBS[key]
-        lines.append(f"| `{key}` | {k.symbol or '-'} | {values.get(key, '(missing)')} | {k.default} "
-                     f"| {k.allowed} | {k.meaning} |")
+        lines.append(
+            f"| `{key}` | {k.symbol or '-'} | {values.get(key, '(missing)')} | {k.default} "
+            f"| {k.allowed} | {k.meaning} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ DVC's own page loads those scripts from a CDN: offline it stays blank. DVC takes
 .dvc/config.local, this clone's own DVC settings: the page (about 1.5 MB of JavaScript) is no file of
 the repository, and a committed setting naming a missing page would break `dvc plots` for everyone.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import typer
 
-from dismi.errors import DismiError
-from dismi.files import write_text_atomic
+from dismi.util.errors import DismiError
+from dismi.util.files import write_text_atomic
 
 # DVC's plots are Vega-Lite 5 specs; the page holds the newest Vega-Lite 5 the package bundles.
 PAGE = """<!DOCTYPE html>
@@ -45,21 +46,31 @@ def page() -> str:
     try:
         import vl_convert
     except ImportError:
-        raise DismiError("vl-convert-python is not installed: pip install vl-convert-python "
-                         "(it ships the Vega JavaScript this page bundles)") from None
-    version = max((v for v in vl_convert.get_vegalite_versions() if v.startswith("5.")),
-                  key=lambda v: tuple(map(int, v.split("."))))
+        raise DismiError(
+            "vl-convert-python is not installed: pip install vl-convert-python "
+            "(it ships the Vega JavaScript this page bundles)"
+        ) from None
+    version = max(
+        (v for v in vl_convert.get_vegalite_versions() if v.startswith("5.")),
+        key=lambda v: tuple(map(int, v.split("."))),
+    )
     bundle = vl_convert.javascript_bundle(vl_version=version)
     # DVC fills the page by replacing these placeholders: the bundle must not hold one.
     if any(p in bundle for p in ("{plot_divs}", "{scripts}", "{refresh_tag}")):
-        raise DismiError(f"vl-convert-python {vl_convert.__version__}'s bundle holds a DVC placeholder: "
-                         "pin another version of vl-convert-python")
+        raise DismiError(
+            f"vl-convert-python {vl_convert.__version__}'s bundle holds a DVC placeholder: "
+            "pin another version of vl-convert-python"
+        )
     return PAGE.format(version=version, package=vl_convert.__version__, bundle=bundle)
 
 
-def main(out: Path = typer.Option(Path(".dvc/tmp/plots_offline.html"),
-                                  help="page to write (inside .dvc/, where plots.html_template is relative to)"),
-         configure: bool = typer.Option(True, help="set plots.html_template in .dvc/config.local")) -> None:
+def main(
+    out: Path = typer.Option(
+        Path(".dvc/tmp/plots_offline.html"),
+        help="page to write (inside .dvc/, where plots.html_template is relative to)",
+    ),
+    configure: bool = typer.Option(True, help="set plots.html_template in .dvc/config.local"),
+) -> None:
     dvc_dir = Path(".dvc")
     if configure and not dvc_dir.is_dir():
         raise DismiError("no .dvc directory here: run offline-plots at the repository's root, or pass --no-configure")

@@ -12,23 +12,38 @@ A knob that changes none of a stage's outputs (`checkpoint_every`: how often a r
 written) is declared `tracked=False`: the stage reads it, but dvc.yaml does not list it, so changing it
 reruns nothing and DVC's run-cache still restores the stage.
 """
+
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
-from dismi.errors import DismiError
+from dismi.util.errors import DismiError
 
 
-def _anything(v): return True
-def _positive_int(v): return v >= 1
-def _nonneg(v): return v >= 0
-def _positive(v): return v > 0
-def _at_least_2(v): return v >= 2
+def _anything(v):
+    return True
+
+
+def _positive_int(v):
+    return v >= 1
+
+
+def _nonneg(v):
+    return v >= 0
+
+
+def _positive(v):
+    return v > 0
+
+
+def _at_least_2(v):
+    return v >= 2
 
 
 def _one_of(*values):
@@ -37,21 +52,29 @@ def _one_of(*values):
 
 @dataclass(frozen=True)
 class Knob:
-    key: str                                 # the flat params.yaml key users type
-    default: Any                             # the report's value; type(default) is the knob's type
-    allowed: str                             # what the error message says is allowed
-    meaning: str                             # one line
-    symbol: str = ""                         # the paper's symbol, where it has one
+    key: str  # the flat params.yaml key users type
+    default: Any  # the report's value; type(default) is the knob's type
+    allowed: str  # what the error message says is allowed
+    meaning: str  # one line
+    symbol: str = ""  # the paper's symbol, where it has one
     check: Callable[[Any], bool] = _anything
-    tracked: bool = True                     # False: changes no output, so dvc.yaml does not list it
+    tracked: bool = True  # False: changes no output, so dvc.yaml does not list it
 
     @property
-    def kind(self) -> type:                  # bool, int, float or str
+    def kind(self) -> type:  # bool, int, float or str
         return type(self.default)
 
 
-def knob(key: str, default: Any, allowed: str, meaning: str, *, symbol: str = "",
-         check: Callable[[Any], bool] = _anything, tracked: bool = True) -> Any:
+def knob(
+    key: str,
+    default: Any,
+    allowed: str,
+    meaning: str,
+    *,
+    symbol: str = "",
+    check: Callable[[Any], bool] = _anything,
+    tracked: bool = True,
+) -> Any:
     """A config field read from params.yaml's `key` (no dataclass default: every key must be in the file)."""
     return field(metadata={"knob": Knob(key, default, allowed, meaning, symbol, check, tracked)})
 
@@ -98,42 +121,77 @@ class Config:
 
 # --------------------------------------------------------------------------- the stages' configs
 
+
 @dataclass(frozen=True)
 class Download(Config):
     """download: get Shapes3D, or render it offline."""
-    dataset: str = knob("dataset", "shapes3d", "'shapes3d' or 'synthetic'",
-                        "shapes3d: download the official file; synthetic: render it offline",
-                        check=_one_of("shapes3d", "synthetic"))
-    url: str = knob("shapes3d_url", "https://storage.googleapis.com/3d-shapes/3dshapes.h5",
-                    "an http://, https:// or file:// URL", "where to download 3dshapes.h5 (file:// for a local copy)",
-                    check=lambda v: v.split("://")[0] in ("http", "https", "file"))
-    grid: str = knob("synthetic_grid", "full", "'full' or 'small'",
-                     "synthetic only: full = all 480,000 images; small = a reduced grid for quick runs",
-                     check=_one_of("full", "small"))
+
+    dataset: str = knob(
+        "dataset",
+        "shapes3d",
+        "'shapes3d' or 'synthetic'",
+        "shapes3d: download the official file; synthetic: render it offline",
+        check=_one_of("shapes3d", "synthetic"),
+    )
+    url: str = knob(
+        "shapes3d_url",
+        "https://storage.googleapis.com/3d-shapes/3dshapes.h5",
+        "an http://, https:// or file:// URL",
+        "where to download 3dshapes.h5 (file:// for a local copy)",
+        check=lambda v: v.split("://")[0] in ("http", "https", "file"),
+    )
+    grid: str = knob(
+        "synthetic_grid",
+        "full",
+        "'full' or 'small'",
+        "synthetic only: full = all 480,000 images; small = a reduced grid for quick runs",
+        check=_one_of("full", "small"),
+    )
 
 
 @dataclass(frozen=True)
 class Pairs(Config):
-    """pairs: dismi.pairs.pair_data's arguments."""
-    n_pairs: int = knob("n_pairs", 24000, "an integer >= 1",
-                        "unique (x, y) pairs sharing scale, shape and orientation (report IV-A)",
-                        check=_positive_int)
-    test_fraction: float = knob("test_fraction", 0.1, "a number strictly between 0 and 1",
-                                "fraction of pairs held out; no image is in both splits", check=lambda v: 0 < v < 1)
-    seed: int = knob("split_seed", 0, "an integer >= 0",
-                     "which pairs exist and which are held out; fixed across training seeds", check=_nonneg)
+    """pairs: dismi.data.pairs.pair_data's arguments."""
+
+    n_pairs: int = knob(
+        "n_pairs",
+        24000,
+        "an integer >= 1",
+        "unique (x, y) pairs sharing scale, shape and orientation (report IV-A)",
+        check=_positive_int,
+    )
+    test_fraction: float = knob(
+        "test_fraction",
+        0.1,
+        "a number strictly between 0 and 1",
+        "fraction of pairs held out; no image is in both splits",
+        check=lambda v: 0 < v < 1,
+    )
+    seed: int = knob(
+        "split_seed",
+        0,
+        "an integer >= 0",
+        "which pairs exist and which are held out; fixed across training seeds",
+        check=_nonneg,
+    )
 
 
 @dataclass(frozen=True)
 class _Seeded(Config):
     """Knobs of every stage that runs networks: the training stages and evaluate."""
-    seed: int = knob("seed", 0, "an integer >= 0",
-                     "initialisation, batches, negatives and probes derive from it", check=_nonneg)
-    # No GPU index: a run claims a free GPU when it starts (dismi.devices), so which GPU it got is not
+
+    seed: int = knob(
+        "seed", 0, "an integer >= 0", "initialisation, batches, negatives and probes derive from it", check=_nonneg
+    )
+    # No GPU index: a run claims a free GPU when it starts (dismi.util.devices), so which GPU it got is not
     # a param and reruns nothing; CUDA_VISIBLE_DEVICES limits the GPUs it may claim.
-    device: str = knob("device", "auto", "'auto', 'cpu' or 'cuda'",
-                       "auto = a free GPU when CUDA is present, else the CPU; the GPU is claimed at run time",
-                       check=_one_of("auto", "cpu", "cuda"))
+    device: str = knob(
+        "device",
+        "auto",
+        "'auto', 'cpu' or 'cuda'",
+        "auto = a free GPU when CUDA is present, else the CPU; the GPU is claimed at run time",
+        check=_one_of("auto", "cpu", "cuda"),
+    )
 
 
 # Trainer.fit's arguments; a training config's other fields (but `device`) are its trainer's.
@@ -143,26 +201,54 @@ FIT_ARGS = ("iters", "batch_size", "log_every", "checkpoint_every", "snapshot_ev
 @dataclass(frozen=True)
 class _Training(_Seeded):
     """Knobs both training stages read."""
-    width: int = knob("width", 64, "an integer >= 1 (the paper's is 64)",
-                      "encoder base width; 64 gives the paper's 512x5x5 feature map C(X)", check=_positive_int)
-    batch_size: int = knob("batch_size", 64, "an integer >= 2 (negatives come from the batch)",
-                           "pairs per iteration", check=_at_least_2)
-    log_every: int = knob("log_every", 500, "an integer >= 1",
-                          "iterations between dvclive logs (losses, online accuracies on test batches)",
-                          check=_positive_int)
-    checkpoint_every: int = knob("checkpoint_every", 2000, "an integer >= 1",
-                                 "iterations between resumable checkpoints (changes no output: not tracked by DVC)",
-                                 check=_positive_int, tracked=False)
-    compile: bool = knob("compile", False, "true or false",
-                         "torch.compile each training step whole (CUDA: with CUDA graphs); refused on CPUs, "
-                         "where it ran slower and gave a wrong gradient (docs/performance.md)")
-    snapshot_every: int = knob("snapshot_every", 0, "an integer >= 0 (0 = no snapshots)",
-                               "iterations between encoder snapshots for held-out learning curves (0 = none)",
-                               check=_nonneg)
+
+    width: int = knob(
+        "width",
+        64,
+        "an integer >= 1 (the paper's is 64)",
+        "encoder base width; 64 gives the paper's 512x5x5 feature map C(X)",
+        check=_positive_int,
+    )
+    batch_size: int = knob(
+        "batch_size", 64, "an integer >= 2 (negatives come from the batch)", "pairs per iteration", check=_at_least_2
+    )
+    log_every: int = knob(
+        "log_every",
+        500,
+        "an integer >= 1",
+        "iterations between dvclive logs (losses, online accuracies on test batches)",
+        check=_positive_int,
+    )
+    checkpoint_every: int = knob(
+        "checkpoint_every",
+        2000,
+        "an integer >= 1",
+        "iterations between resumable checkpoints (changes no output: not tracked by DVC)",
+        check=_positive_int,
+        tracked=False,
+    )
+    compile: bool = knob(
+        "compile",
+        False,
+        "true or false",
+        "torch.compile each training step whole (CUDA: with CUDA graphs); refused on CPUs, "
+        "where it ran slower and gave a wrong gradient (docs/performance.md)",
+    )
+    snapshot_every: int = knob(
+        "snapshot_every",
+        0,
+        "an integer >= 0 (0 = no snapshots)",
+        "iterations between encoder snapshots for held-out learning curves (0 = none)",
+        check=_nonneg,
+    )
     # A measurement, not a fix: it changes no encoder, only adds classifiers and their logs.
-    online_earlier: bool = knob("online_earlier", False, "true or false",
-                                "also log acc_earlier/...: paper-width online classifiers trained and read as the "
-                                "earlier implementations did (softmax before cross-entropy, training batches)")
+    online_earlier: bool = knob(
+        "online_earlier",
+        False,
+        "true or false",
+        "also log acc_earlier/...: paper-width online classifiers trained and read as the "
+        "earlier implementations did (softmax before cross-entropy, training batches)",
+    )
 
     def trainer_args(self) -> dict[str, Any]:
         """The trainer's keyword arguments but `device` (resolved by the stage)."""
@@ -175,76 +261,129 @@ class _Training(_Seeded):
 
 @dataclass(frozen=True)
 class TrainShared(_Training):
-    """train_shared (eq. 5-7): dismi.training.SharedTrainer's and Trainer.fit's arguments."""
+    """train_shared (eq. 5-7): dismi.train.training.SharedTrainer's and Trainer.fit's arguments."""
+
     dim: int = knob("shared_dim", 64, "an integer >= 1", "size of S", symbol="dim S", check=_positive_int)
     lr: float = knob("lr_sh", 1e-4, "a number > 0", "Adam learning rate of the shared stage", check=_positive)
     iters: int = knob("iters_sh", 50000, "an integer >= 1", "iterations of the shared stage", check=_positive_int)
-    alpha: float = knob("alpha_sh", 0.5, "a number >= 0", "weight of the global MI terms (eq. 7)",
-                        symbol="α^sh", check=_nonneg)
-    beta: float = knob("beta_sh", 1.0, "a number >= 0", "weight of the local MI terms (eq. 7)",
-                       symbol="β^sh", check=_nonneg)
-    gamma: float = knob("gamma", 0.1, "a number >= 0", "weight of L1(S_X, S_Y) (eq. 7)", symbol="γ",
-                        check=_nonneg)
-    l1_reduce: str = knob("l1_reduce", "mean", "'sum' (eq. 6's norm) or 'mean' (over coordinates too)",
-                          "mean: L1 averaged over S's coordinates (earlier implementations); sum: eq. 6's norm",
-                          check=_one_of("sum", "mean"))
-    switched: bool = knob("switched", True, "true or false",
-                          "cross pairing (C(X), S_Y) of eq. 5; false = the paper's non-SSR ablation")
+    alpha: float = knob(
+        "alpha_sh", 0.5, "a number >= 0", "weight of the global MI terms (eq. 7)", symbol="α^sh", check=_nonneg
+    )
+    beta: float = knob(
+        "beta_sh", 1.0, "a number >= 0", "weight of the local MI terms (eq. 7)", symbol="β^sh", check=_nonneg
+    )
+    gamma: float = knob("gamma", 0.1, "a number >= 0", "weight of L1(S_X, S_Y) (eq. 7)", symbol="γ", check=_nonneg)
+    l1_reduce: str = knob(
+        "l1_reduce",
+        "mean",
+        "'sum' (eq. 6's norm) or 'mean' (over coordinates too)",
+        "mean: L1 averaged over S's coordinates (earlier implementations); sum: eq. 6's norm",
+        check=_one_of("sum", "mean"),
+    )
+    switched: bool = knob(
+        "switched", True, "true or false", "cross pairing (C(X), S_Y) of eq. 5; false = the paper's non-SSR ablation"
+    )
 
 
 @dataclass(frozen=True)
 class TrainExclusive(_Training):
-    """train_exclusive (eq. 8-10): dismi.training.ExclusiveTrainer's (but the frozen shared encoder) and
+    """train_exclusive (eq. 8-10): dismi.train.training.ExclusiveTrainer's (but the frozen shared encoder) and
     Trainer.fit's arguments."""
+
     dim: int = knob("exclusive_dim", 64, "an integer >= 1", "size of E", symbol="dim E", check=_positive_int)
-    lr: float = knob("lr_ex", 1e-3, "a number > 0", "Adam learning rate of the exclusive stage (the paper's: 1e-4)",
-                     check=_positive)
-    iters: int = knob("iters_ex", 30000, "an integer >= 1", "iterations of the exclusive stage",
-                      check=_positive_int)
-    alpha: float = knob("alpha_ex", 0.5, "a number >= 0", "weight of the global MI terms (eq. 8)",
-                        symbol="α^ex", check=_nonneg)
-    beta: float = knob("beta_ex", 1.0, "a number >= 0", "weight of the local MI terms (eq. 8)",
-                       symbol="β^ex", check=_nonneg)
-    lambda_adv: float = knob("lambda_adv", 0.01, "a number >= 0",
-                             "weight of the adversarial term (eq. 8; paper Fig. 5 sweeps 0..0.05)",
-                             symbol="λ_adv", check=_nonneg)
+    lr: float = knob(
+        "lr_ex", 1e-3, "a number > 0", "Adam learning rate of the exclusive stage (the paper's: 1e-4)", check=_positive
+    )
+    iters: int = knob("iters_ex", 30000, "an integer >= 1", "iterations of the exclusive stage", check=_positive_int)
+    alpha: float = knob(
+        "alpha_ex", 0.5, "a number >= 0", "weight of the global MI terms (eq. 8)", symbol="α^ex", check=_nonneg
+    )
+    beta: float = knob(
+        "beta_ex", 1.0, "a number >= 0", "weight of the local MI terms (eq. 8)", symbol="β^ex", check=_nonneg
+    )
+    lambda_adv: float = knob(
+        "lambda_adv",
+        0.01,
+        "a number >= 0",
+        "weight of the adversarial term (eq. 8; paper Fig. 5 sweeps 0..0.05)",
+        symbol="λ_adv",
+        check=_nonneg,
+    )
     # Independence options (docs/facts.md): each default is the paper's adversary as the code ran it before.
-    d_steps: int = knob("d_steps", 1, "an integer >= 1",
-                        "discriminator updates per encoder update, each on a fresh shuffle of the batch (paper: 1)",
-                        check=_positive_int)
-    lr_d: float = knob("lr_d", 0.0, "a number >= 0 (0 = lr_ex)",
-                       "the discriminator's Adam learning rate; 0 = lr_ex, the paper's single learning rate",
-                       check=_nonneg)
-    adv_loss: str = knob("adv_loss", "nonsaturating", "'nonsaturating' or 'reversal'",
-                         "encoder's side of eq. 10: nonsaturating (make joint look shuffled) or reversal "
-                         "(maximise D's whole loss, eq. 10 read literally)", check=_one_of("nonsaturating", "reversal"))
-    d_refresh_every: int = knob("d_refresh_every", 0, "an integer >= 0 (0 = off)",
-                                "every that many iterations re-initialise D and train it d_refresh_steps steps on "
-                                "the current codes of 4,096 train images (0 = off; a departure)", check=_nonneg)
-    d_refresh_steps: int = knob("d_refresh_steps", 600, "an integer >= 1",
-                                "steps of each refreshed discriminator's training (with d_refresh_every > 0)",
-                                check=_positive_int)
-    lambda_hsic: float = knob("lambda_hsic", 0.0, "a number >= 0 (0 = off)",
-                              "weight of the normalised HSIC between S and E per view, median-bandwidth Gaussian "
-                              "kernels (0 = off; a departure)", symbol="λ_HSIC", check=_nonneg)
+    d_steps: int = knob(
+        "d_steps",
+        1,
+        "an integer >= 1",
+        "discriminator updates per encoder update, each on a fresh shuffle of the batch (paper: 1)",
+        check=_positive_int,
+    )
+    lr_d: float = knob(
+        "lr_d",
+        0.0,
+        "a number >= 0 (0 = lr_ex)",
+        "the discriminator's Adam learning rate; 0 = lr_ex, the paper's single learning rate",
+        check=_nonneg,
+    )
+    adv_loss: str = knob(
+        "adv_loss",
+        "nonsaturating",
+        "'nonsaturating' or 'reversal'",
+        "encoder's side of eq. 10: nonsaturating (make joint look shuffled) or reversal "
+        "(maximise D's whole loss, eq. 10 read literally)",
+        check=_one_of("nonsaturating", "reversal"),
+    )
+    d_refresh_every: int = knob(
+        "d_refresh_every",
+        0,
+        "an integer >= 0 (0 = off)",
+        "every that many iterations re-initialise D and train it d_refresh_steps steps on "
+        "the current codes of 4,096 train images (0 = off; a departure)",
+        check=_nonneg,
+    )
+    d_refresh_steps: int = knob(
+        "d_refresh_steps",
+        600,
+        "an integer >= 1",
+        "steps of each refreshed discriminator's training (with d_refresh_every > 0)",
+        check=_positive_int,
+    )
+    lambda_hsic: float = knob(
+        "lambda_hsic",
+        0.0,
+        "a number >= 0 (0 = off)",
+        "weight of the normalised HSIC between S and E per view, median-bandwidth Gaussian "
+        "kernels (0 = off; a departure)",
+        symbol="λ_HSIC",
+        check=_nonneg,
+    )
 
 
 @dataclass(frozen=True)
 class Evaluate(_Seeded):
-    """evaluate: dismi.evaluation.EvalSettings' fields."""
-    probe_epochs: int = knob("probe_epochs", 30, "an integer >= 1",
-                             "epochs of each fresh probe classifier (report Table V) on train-split codes",
-                             check=_positive_int)
+    """evaluate: dismi.eval.metrics.EvalSettings' fields."""
+
+    probe_epochs: int = knob(
+        "probe_epochs",
+        30,
+        "an integer >= 1",
+        "epochs of each fresh probe classifier (report Table V) on train-split codes",
+        check=_positive_int,
+    )
     probe_lr: float = knob("probe_lr", 1e-3, "a number > 0", "Adam learning rate of the probes", check=_positive)
-    probe_batch_size: int = knob("probe_batch_size", 256, "an integer >= 2", "probe minibatch size",
-                                 check=_at_least_2)
-    retrieval_k: int = knob("retrieval_k", 10, "an integer >= 1", "neighbours per query (paper Fig. 4)", symbol="k",
-                            check=_positive_int)
-    retrieval_queries: int = knob("retrieval_queries", 1000, "an integer >= 1",
-                                  "test images used as retrieval queries", check=_positive_int)
-    critic_epochs: int = knob("critic_epochs", 10, "an integer >= 1",
-                              "epochs of each fresh critic of the S-E dependence (Table IV D, separable) on "
-                              "train-split codes", check=_positive_int)
+    probe_batch_size: int = knob("probe_batch_size", 256, "an integer >= 2", "probe minibatch size", check=_at_least_2)
+    retrieval_k: int = knob(
+        "retrieval_k", 10, "an integer >= 1", "neighbours per query (paper Fig. 4)", symbol="k", check=_positive_int
+    )
+    retrieval_queries: int = knob(
+        "retrieval_queries", 1000, "an integer >= 1", "test images used as retrieval queries", check=_positive_int
+    )
+    critic_epochs: int = knob(
+        "critic_epochs",
+        10,
+        "an integer >= 1",
+        "epochs of each fresh critic of the S-E dependence (Table IV D, separable) on train-split codes",
+        check=_positive_int,
+    )
 
 
 CONFIGS: tuple[type[Config], ...] = (Download, Pairs, TrainShared, TrainExclusive, Evaluate)
@@ -253,6 +392,7 @@ KNOBS: dict[str, Knob] = {k.key: k for config in CONFIGS for k in config.knobs()
 
 
 # --------------------------------------------------------------------------- reading params.yaml
+
 
 def _coerce(key: str, value: Any, k: Knob) -> Any:
     # YAML reads 1e-4 as a string and 1 as an int; accept what a person means, nothing looser.

@@ -1,4 +1,5 @@
-"""Stage 6: the four PNG figures (learning curves, accuracy table, retrieval, losses) under --out."""
+"""Stage 6: the PNG figures under --out (FIGURES: learning curves, accuracy table, retrieval, losses, held-out curves)."""
+
 from __future__ import annotations
 
 import csv
@@ -8,13 +9,20 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from dismi import plotting
-from dismi.errors import DismiError
-from dismi.factors import FACTORS
-from dismi.files import guard_outputs
-from dismi.pairfile import PairData, load_pairs
+from dismi.data.factors import FACTORS
+from dismi.data.pairfile import PairData, load_pairs
+from dismi.data.results import PROBES, REPRESENTATIONS, Results
+from dismi.eval import plotting
+from dismi.util.errors import DismiError
+from dismi.util.files import guard_outputs
 
-FIGURES = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves")  # the PNGs main writes under --out
+FIGURES = (
+    "learning_curves",
+    "accuracy_table",
+    "retrieval",
+    "losses",
+    "held_out_curves",
+)  # the PNGs main writes under --out
 
 
 def _curve(tsv: Path) -> plotting.Curve:
@@ -47,26 +55,11 @@ def _read_json(path: Path, made_by: str) -> dict:
         raise DismiError(f"{path} is not valid JSON: rerun the {made_by} stage") from None
 
 
-def _check_results(results: dict, path: Path) -> None:
-    """The figures need every held-out and online accuracy and both distances."""
-    needed = [(rep, key) for rep in ("shared", "exclusive") for key in (*FACTORS, "distance_to_ideal")]
-    needed += [(group, rep, key) for group in ("paper_probe",) for rep in ("shared", "exclusive")
-               for key in (*FACTORS, "distance_to_ideal")]
-    needed += [(online, rep, f) for online in ("online", "online_paper") for rep in ("shared", "exclusive")
-               for f in FACTORS]
-    for keys in needed:
-        node = results
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                raise DismiError(f"{path} lacks {'.'.join(keys)}: rerun the evaluate stage")
-            node = node[key]
-
-
 def _retrieval_images(data: PairData, examples: dict, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Query images (Q, 64, 64, 3) and neighbour images per representation (Q, k, 64, 64, 3)."""
     queries = examples["queries"]
     rows = np.array([q["row"] for q in queries])
-    neighbours = {rep: np.array([q[rep]["rows"] for q in queries]) for rep in ("shared", "exclusive")}
+    neighbours = {rep: np.array([q[rep]["rows"] for q in queries]) for rep in REPRESENTATIONS}
     sources = np.array([q["source"] for q in queries])
     # The rows only mean something in the pairs file evaluate read; the Shapes3D indices prove it.
     if rows.max() >= len(data.source) or not np.array_equal(data.source[rows], sources):
@@ -84,17 +77,25 @@ def main(
     out: Path = typer.Option(..., help="output directory for the PNGs"),
 ) -> None:
     # A failed run must not leave older figures looking current.
-    guard_outputs([pairs, live_shared, live_exclusive, metrics, retrieval, curves], [out / f"{name}.png" for name in FIGURES])
+    guard_outputs(
+        [pairs, live_shared, live_exclusive, metrics, retrieval, curves], [out / f"{name}.png" for name in FIGURES]
+    )
     data = load_pairs(pairs)
     n_values = data.n_values()
     lives = {"shared": live_shared, "exclusive": live_exclusive}
-    results = _read_json(metrics, "evaluate")
-    _check_results(results, metrics)
+    results = Results.from_json(_read_json(metrics, "evaluate"), str(metrics))
     queries, neighbours = _retrieval_images(data, _read_json(retrieval, "evaluate"), retrieval)
     figures = {
         "learning_curves": plotting.learning_curves(
-            {rep: {f: _curve(live / "plots" / "metrics" / "acc" / rep / f"{f}.tsv") for f in FACTORS}
-             for rep, live in lives.items()}, n_values),
+            {
+                rep: {
+                    f: _curve(live / "plots" / "metrics" / PROBES["wide"].online_prefix / rep / f"{f}.tsv")
+                    for f in FACTORS
+                }
+                for rep, live in lives.items()
+            },
+            n_values,
+        ),
         "accuracy_table": plotting.accuracy_table(results, n_values),
         "retrieval": plotting.retrieval_grid(queries, neighbours),
         # the minimised terms (loss/...) and the MI estimates the total maximises (mi/global, mi/local)

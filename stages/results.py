@@ -1,7 +1,8 @@
 """Not a stage: tables and figures over the DVC experiments of every commit, grouped by name
 (`<group>-seed<k>`) or, for any other name (a sweep's generated ones), by their params but the seed
-(dismi.studies): mean ± std over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper
+(dismi.eval.studies): mean ± std over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper
 Tables 6-7)."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from dismi import plotting, studies
-from dismi.errors import DismiError
-from dismi.factors import FACTORS
-from dismi.files import write_text_atomic
+from dismi.data.factors import FACTORS
+from dismi.data.results import PROBES
+from dismi.eval import plotting, studies
+from dismi.util.errors import DismiError
+from dismi.util.files import write_text_atomic
 from stages import params as P
 
 METRICS_FILE = "metrics/evaluate.json"
@@ -72,34 +74,48 @@ def _exp_show() -> list[dict]:
             baselines = sorted(repo.experiments.ls(all_commits=True))
         return dvc.api.exp_show(revs=baselines or None)
     except Exception as e:  # DVC's own errors: not a repo, no commits, ...
-        raise DismiError(f"dvc.api.exp_show failed ({type(e).__name__}: {e}): run inside the DVC repository, "
-                         "after `dvc exp run`") from None
+        raise DismiError(
+            f"dvc.api.exp_show failed ({type(e).__name__}: {e}): run inside the DVC repository, after `dvc exp run`"
+        ) from None
 
 
 def main(
     out: Path = typer.Option(..., help="output directory: results.md, results.json and the figures"),
     baseline: str = typer.Option("profile", help="group drawn in accuracy_seeds.png and heading the ablations"),
-    json_file: Path = typer.Option(None, "--json", help="saved `dvc.api.exp_show()` rows as JSON "
-                                                       "(default: ask DVC here)"),
+    json_file: Path = typer.Option(
+        None, "--json", help="saved `dvc.api.exp_show()` rows as JSON (default: ask DVC here)"
+    ),
 ) -> None:
     if json_file is not None:
         try:
             rows = json.loads(json_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError) as e:
-            raise DismiError(f"--json {json_file} is not readable JSON ({type(e).__name__}): "
-                             "save it with python -c 'import dvc.api, json; print(json.dumps(dvc.api.exp_show()))'"
-                             ) from None
+            raise DismiError(
+                f"--json {json_file} is not readable JSON ({type(e).__name__}): "
+                "save it with python -c 'import dvc.api, json; print(json.dumps(dvc.api.exp_show()))'"
+            ) from None
     else:
         rows = _exp_show()
     summaries = studies.summarise(runs_from_exp_show(rows), ignore=UNGROUPED)
     if not summaries:
-        raise DismiError(f"no experiment has every figure of {METRICS_FILE}: run `dvc exp run -n <group>-seed<k>` "
-                         "or a sweep (`dvc exp run --queue -S 'seed=range(3)'`) first (see README, Reproduction)")
+        raise DismiError(
+            f"no experiment has every figure of {METRICS_FILE}: run `dvc exp run -n <group>-seed<k>` "
+            "or a sweep (`dvc exp run --queue -S 'seed=range(3)'`) first (see README, Reproduction)"
+        )
     wrote = ["results.md", "results.json"]
     write_text_atomic(out / "results.md", "\n".join(studies.summary_table(s) for s in summaries))
-    write_text_atomic(out / "results.json", json.dumps(
-        [{"group": s.group, "runs": list(s.runs), "params": s.params, "mean": s.mean, "std": s.std}
-         for s in summaries], indent=1, default=str) + "\n")
+    write_text_atomic(
+        out / "results.json",
+        json.dumps(
+            [
+                {"group": s.group, "runs": list(s.runs), "params": s.params, "mean": s.mean, "std": s.std}
+                for s in summaries
+            ],
+            indent=1,
+            default=str,
+        )
+        + "\n",
+    )
     by_name = {s.group: s for s in summaries}
     if baseline in by_name:
         b = by_name[baseline]
@@ -108,7 +124,7 @@ def main(
     curve = studies.lambda_curve(summaries, baseline=baseline)
     if curve:
         lambdas = np.array([float(s.params["lambda_adv"]) for s in curve])
-        for probe in ("paper", "wide"):
+        for probe in PROBES:
             mean = {f: np.array([s.mean[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
             std = {f: np.array([s.std[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}
             plotting.save_figure(plotting.lambda_adv_curve(lambdas, mean, std, probe), out / f"lambda_adv_{probe}.png")
@@ -116,4 +132,6 @@ def main(
     if any(s.group.startswith("ablation") for s in summaries):
         write_text_atomic(out / "ablations.md", studies.ablation_table(summaries, baseline))
         wrote.append("ablations.md")
-    typer.echo(f"{len(summaries)} group(s) over {sum(s.n for s in summaries)} run(s); wrote {', '.join(wrote)} to {out}")
+    typer.echo(
+        f"{len(summaries)} group(s) over {sum(s.n for s in summaries)} run(s); wrote {', '.join(wrote)} to {out}"
+    )

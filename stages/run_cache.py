@@ -7,13 +7,14 @@ the files of `cache: false` outputs, which the history names as well: dismi's dv
 curves, kept in git. Without them the other machine's restore fails ("Some of the cache files do not
 exist neither locally nor on remote") and it trains the stage again. This sends those files too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
 
-from dismi.errors import DismiError
+from dismi.util.errors import DismiError
 
 
 def push(remote: str | None = None) -> tuple[int, int]:
@@ -28,14 +29,18 @@ def push(remote: str | None = None) -> tuple[int, int]:
             for objs in repo.stage_cache.get_used_objs(runs).values():
                 result = repo.cloud.push(objs, remote=remote)
                 if result.failed:
-                    raise DismiError(f"{len(result.failed)} file(s) of the run-cache could not be pushed "
-                                     f"(first: {next(iter(result.failed))}): check the DVC remote")
+                    raise DismiError(
+                        f"{len(result.failed)} file(s) of the run-cache could not be pushed "
+                        f"(first: {next(iter(result.failed))}): check the DVC remote"
+                    )
                 sent += len(result.transferred)
     except DismiError:
         raise
     except Exception as e:  # DVC's own: no repository, no remote, ...
-        raise DismiError(f"pushing the run-cache failed ({type(e).__name__}: {e}): run in the repository, "
-                         "with a DVC remote (dvc remote add -d ...)") from None
+        raise DismiError(
+            f"pushing the run-cache failed ({type(e).__name__}: {e}): run in the repository, "
+            "with a DVC remote (dvc remote add -d ...)"
+        ) from None
     return len(runs), sent
 
 

@@ -1,4 +1,5 @@
 """The command surface: `python -m stages --help` lists the six stages, errors are one line."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -2,6 +2,7 @@
 run"): every param the lock recorded is the committed value, and every metric, plot and figure the lock
 recorded under metrics/ hashes (as DVC hashes it) to the committed file. Read from git's HEAD, so a
 workspace changed by `dvc exp run` does not matter."""
+
 import hashlib
 import json
 import subprocess
@@ -32,8 +33,9 @@ def dvc_hash(path: str) -> str:
     files = _git("ls-tree", "-r", "--name-only", "HEAD", "--", path).decode().split()
     if files == [path]:
         return _md5(_committed(path))
-    entries = sorted(({"md5": _md5(_committed(f)), "relpath": f[len(path) + 1:]} for f in files),
-                     key=lambda e: e["relpath"])
+    entries = sorted(
+        ({"md5": _md5(_committed(f)), "relpath": f[len(path) + 1 :]} for f in files), key=lambda e: e["relpath"]
+    )
     return _md5(json.dumps(entries, sort_keys=True).encode()) + ".dir"
 
 
@@ -42,8 +44,10 @@ def lock():
     try:
         return yaml.safe_load(_committed("dvc.lock"))
     except (subprocess.CalledProcessError, FileNotFoundError):
-        pytest.fail("dvc.lock is not committed: run `dvc repro` with the committed params and commit "
-                    "dvc.lock and metrics/ together")
+        pytest.fail(
+            "dvc.lock is not committed: run `dvc repro` with the committed params and commit "
+            "dvc.lock and metrics/ together"
+        )
 
 
 def test_the_lock_covers_every_stage(lock):
@@ -52,8 +56,12 @@ def test_the_lock_covers_every_stage(lock):
 
 def test_the_lock_recorded_the_committed_params(lock):
     params = yaml.safe_load(_committed("params.yaml"))
-    recorded = {(stage, key): value for stage, body in lock["stages"].items()
-                for file, values in body.get("params", {}).items() for key, value in values.items()}
+    recorded = {
+        (stage, key): value
+        for stage, body in lock["stages"].items()
+        for file, values in body.get("params", {}).items()
+        for key, value in values.items()
+    }
     assert recorded, "the lock records no params"
     assert {k: v for k, v in recorded.items() if params.get(k[1]) != v} == {}
 

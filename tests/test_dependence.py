@@ -1,11 +1,11 @@
 """Fresh critics on frozen (S, E) codes: they must see a planted dependence and see none where there is none."""
+
 import math
 
 import numpy as np
 import pytest
-import torch
 
-from dismi.dependence import CHANCE_LOSS, CRITICS, calibration, critic_losses, implied_jsd
+from dismi.eval.dependence import CHANCE_LOSS, CRITICS, calibration, critic_losses, implied_jsd
 
 KW = dict(epochs=8, lr=1e-3, batch_size=128, seed=0)
 
@@ -25,14 +25,6 @@ def _split(dependent, seed=0):
     return s[:2500], e[:2500], s[2500:], e[2500:]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_implied_jsd_is_zero_at_chance_and_ln2_at_a_perfect_critic():
     assert implied_jsd(CHANCE_LOSS) == pytest.approx(0.0, abs=1e-12)
     assert implied_jsd(0.0) == pytest.approx(math.log(2))
@@ -45,8 +37,8 @@ def test_a_critic_sees_a_planted_dependence_and_not_its_calibration(kind):
     (shuffling bug, train/test leak)."""
     dependent, independent = _split(True), _split(False, seed=1)
     got = critic_losses([dependent, calibration(*dependent, seed=0), independent], kind, **KW)
-    assert got[0] < 0.8, got                                    # far below 2 ln 2 = 1.386
-    assert abs(got[1] - CHANCE_LOSS) < 0.08, got                # E shuffled across images
+    assert got[0] < 0.8, got  # far below 2 ln 2 = 1.386
+    assert abs(got[1] - CHANCE_LOSS) < 0.08, got  # E shuffled across images
     assert abs(got[2] - CHANCE_LOSS) < 0.08, got
 
 

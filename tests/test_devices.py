@@ -1,27 +1,32 @@
-"""One device per concurrent run (dismi.devices): GPU claims on a faked GPU count, from threads and from
+"""One device per concurrent run (dismi.util.devices): GPU claims on a faked GPU count, from threads and from
 processes, and each CPU run's share of the cores."""
+
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import REPO, params_file
-from dismi import devices
-from dismi.errors import DismiError
+from dismi.util import devices
+from dismi.util.errors import DismiError
 from stages.__main__ import app
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def gpus(monkeypatch):
     """Pretend `n` GPUs are visible (no GPU needed)."""
+
     def fake(n: int) -> None:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
     return fake
 
 
@@ -39,6 +44,7 @@ def _claim_at_once(n: int, name: str = "auto") -> list[devices.Claim]:
     def run(i):
         go.wait()
         claims[i] = devices.claim(name)
+
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
@@ -81,7 +87,7 @@ _CLAIMANT = """
 import sys, torch
 torch.cuda.is_available = lambda: True
 torch.cuda.device_count = lambda: 3
-from dismi import devices
+from dismi.util import devices
 claim = devices.claim("auto")
 print(claim.device, flush=True)
 sys.stdin.readline()  # hold the claim until told to go
@@ -89,8 +95,9 @@ sys.stdin.readline()  # hold the claim until told to go
 
 
 def _claimant(env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _CLAIMANT], cwd=REPO, env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLAIMANT], cwd=REPO, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
 
 
 def test_separate_processes_claim_separate_gpus_and_a_killed_one_frees_its_gpu(locks):
@@ -153,7 +160,8 @@ def test_cpu_runs_share_the_cores(gpus, locks, monkeypatch):
 
 
 def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
-        gpus, locks, monkeypatch, tmp_path, pairs_file):
+    gpus, locks, monkeypatch, tmp_path, pairs_file, params_file
+):
     gpus(0)
     monkeypatch.setattr(devices, "cores", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -161,9 +169,22 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
     before = torch.get_num_threads()
     try:
         params_file(tmp_path, iters_sh=2, log_every=1)
-        result = CliRunner().invoke(app, ["train-shared", "--pairs", str(pairs_file), "--model", str(tmp_path / "m.pt"),
-                                          "--checkpoints", str(tmp_path / "ck"), "--live", str(tmp_path / "live"),
-                                          "--params", str(tmp_path / "params.yaml")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "train-shared",
+                "--pairs",
+                str(pairs_file),
+                "--model",
+                str(tmp_path / "m.pt"),
+                "--checkpoints",
+                str(tmp_path / "ck"),
+                "--live",
+                str(tmp_path / "live"),
+                "--params",
+                str(tmp_path / "params.yaml"),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "device cpu" in result.output and "1 CPU thread(s)" in result.output  # 2 cores, 2 runs
         assert devices.live_claims() == 1  # its own claim ended with it
@@ -173,6 +194,7 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
 
 
 # ---- other processes' load -------------------------------------------------------------------
+
 
 def test_busy_cpu_seconds_reads_proc_stat_without_idle_iowait_or_steal():
     tick = os.sysconf("SC_CLK_TCK")
@@ -215,7 +237,7 @@ def test_a_cpu_run_gives_a_core_to_a_busy_process_and_takes_it_back(locks, monke
                 devices.tick()
                 time.sleep(0.01)
             assert torch.get_num_threads() == devices.thread_share(busy=watch.busy)
-        assert devices._watch[0] is None  # released: library code outside a run is left alone
+        assert not devices.following_load()  # released: library code outside a run is left alone
     finally:
         spin.kill()
         torch.set_num_threads(n)

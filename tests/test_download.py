@@ -1,4 +1,5 @@
-"""dismi.download against a local HTTP server on 127.0.0.1 with Range support, and against file:// URLs."""
+"""dismi.data.download against a local HTTP server on 127.0.0.1 with Range support, and against file:// URLs."""
+
 import hashlib
 import http.server
 import re
@@ -9,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import params_file, run_stage, write_file
-from dismi.download import download
-from dismi.errors import DismiError
-from dismi.files import file_sha256
-from dismi.compose import GRIDS
-from dismi.shapes3d import validate_file
+from dismi.data.download import download
+from dismi.data.shapes3d import validate_file
+from dismi.synthetic.compose import GRIDS
+from dismi.util.errors import DismiError
+from dismi.util.files import file_sha256
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -187,33 +187,36 @@ def test_file_url_resumes_and_checks(tmp_path):
         fetch((tmp_path / "missing.h5").as_uri(), tmp_path / "g.h5")
 
 
-def test_download_stage_renders_the_small_grid(tmp_path, monkeypatch, capsys):
+def test_download_stage_renders_the_small_grid(tmp_path, monkeypatch, capsys, params_file, run_stage):
     out = tmp_path / "data" / "shapes3d.h5"
-    code, text = run_stage(monkeypatch, capsys, "download", "--out", out,
-                           "--params", params_file(tmp_path, dataset="synthetic", synthetic_grid="small"))
+    code, text = run_stage(
+        "download", "--out", out, "--params", params_file(tmp_path, dataset="synthetic", synthetic_grid="small")
+    )
     assert code == 0, text
     np.testing.assert_array_equal(validate_file(out), GRIDS["small"])
     assert sorted(p.name for p in out.parent.iterdir()) == ["shapes3d.h5"]
 
 
-def test_download_stage_offline_names_the_url_and_both_ways_out(tmp_path, monkeypatch, capsys):
+def test_download_stage_offline_names_the_url_and_both_ways_out(tmp_path, monkeypatch, capsys, params_file, run_stage):
     url = closed_port_url()
     out = tmp_path / "shapes3d.h5"
-    code, text = run_stage(monkeypatch, capsys, "download", "--out", out,
-                           "--params", params_file(tmp_path, dataset="shapes3d", shapes3d_url=url))
+    code, text = run_stage(
+        "download", "--out", out, "--params", params_file(tmp_path, dataset="shapes3d", shapes3d_url=url)
+    )
     assert code == 1 and text.count("\n") == 1
     assert text.startswith(f"error: cannot download {url} (")
     assert "-S shapes3d_url=file:///" in text and "-S dataset=synthetic" in text
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
 
 
-
 # --------------------------------------------------------------------------- the per-user cache
 
+
 @pytest.fixture
-def official(tmp_path, monkeypatch):
+def official(tmp_path, monkeypatch, write_file):
     """A small file in the official layout served as if it were 3dshapes.h5; the stage checks its size and hash."""
     from stages import download as stage
+
     path = tmp_path / "served.h5"
     write_file(path)
     payload = path.read_bytes()
@@ -223,13 +226,14 @@ def official(tmp_path, monkeypatch):
 
 
 def test_download_stage_keeps_the_file_in_the_user_cache_and_a_rerun_makes_no_request(
-        tmp_path, monkeypatch, capsys, official):
+    tmp_path, monkeypatch, capsys, official, params_file, run_stage
+):
     cache = tmp_path / "cache"
     monkeypatch.setenv("DISMI_CACHE", str(cache))
     out = tmp_path / "data" / "shapes3d.h5"
     with Server(payload=official) as s:
         params = params_file(tmp_path, dataset="shapes3d", shapes3d_url=s.url)
-        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        code, text = run_stage("download", "--out", out, "--params", params)
         assert code == 0, text
         assert s.ranges == [None] and out.read_bytes() == official
         assert (cache / "3dshapes.h5").read_bytes() == official and (cache / "3dshapes.h5.verified").exists()
@@ -237,8 +241,8 @@ def test_download_stage_keeps_the_file_in_the_user_cache_and_a_rerun_makes_no_re
         # and no hashing either while the file's size and mtime are what the sidecar recorded.
         out.unlink()
         hashed = []
-        monkeypatch.setattr("dismi.download.file_sha256", lambda p: hashed.append(p) or file_sha256(p))
-        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        monkeypatch.setattr("dismi.data.download.file_sha256", lambda p: hashed.append(p) or file_sha256(p))
+        code, text = run_stage("download", "--out", out, "--params", params)
         assert code == 0, text
         assert s.ranges == [None] and hashed == []
         assert out.read_bytes() == official and "from " + str(cache / "3dshapes.h5") in text
@@ -249,26 +253,30 @@ def test_download_stage_keeps_the_file_in_the_user_cache_and_a_rerun_makes_no_re
         cached.unlink()  # (unlinked first: `out` may be the same file)
         cached.write_bytes(official[:-1] + bytes([official[-1] ^ 1]))
         out.unlink()
-        code, text = run_stage(monkeypatch, capsys, "download", "--out", out, "--params", params)
+        code, text = run_stage("download", "--out", out, "--params", params)
         assert code == 0, text
         assert s.ranges == [None, None] and out.read_bytes() == official and len(hashed) == 2
 
 
-def test_an_interrupted_download_resumes_from_the_cache(tmp_path, monkeypatch, capsys, official):
+def test_an_interrupted_download_resumes_from_the_cache(
+    tmp_path, monkeypatch, capsys, official, params_file, run_stage
+):
     cache = tmp_path / "cache"
     monkeypatch.setenv("DISMI_CACHE", str(cache))
     cache.mkdir()
     (cache / "3dshapes.h5.part").write_bytes(official[:1000])
     out = tmp_path / "shapes3d.h5"
     with Server(payload=official) as s:
-        code, text = run_stage(monkeypatch, capsys, "download", "--out", out,
-                               "--params", params_file(tmp_path, dataset="shapes3d", shapes3d_url=s.url))
+        code, text = run_stage(
+            "download", "--out", out, "--params", params_file(tmp_path, dataset="shapes3d", shapes3d_url=s.url)
+        )
     assert code == 0, text
     assert s.ranges == ["bytes=1000-"] and out.read_bytes() == official
 
 
 def test_the_default_cache_is_per_user_outside_the_repository(monkeypatch, tmp_path):
-    from dismi.download import cache_dir
+    from dismi.data.download import cache_dir
+
     monkeypatch.delenv("DISMI_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "dismi"

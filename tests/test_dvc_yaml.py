@@ -1,5 +1,6 @@
 """dvc.yaml against the code: each stage's `params:` are the knobs its code reads, its Python `deps:` the
 modules its code imports, and no stage imports another stage."""
+
 import ast
 import shlex
 from pathlib import Path
@@ -8,8 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import params_file
-from dismi import sources
+from dismi.util import sources
 from stages import params as P
 from stages.__main__ import app
 
@@ -58,7 +58,7 @@ class _Read(Exception):
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_a_stages_dvc_params_are_the_params_its_code_reads(stage, tmp_path, monkeypatch):
+def test_a_stages_dvc_params_are_the_params_its_code_reads(stage, tmp_path, monkeypatch, params_file):
     """Run the stage's dvc.yaml command in an empty folder and note which keys it asks params.yaml for
     (its config's: stages/params.py); it stops at that read, or fails on its missing inputs."""
     read = []
@@ -76,5 +76,6 @@ def test_a_stages_dvc_params_are_the_params_its_code_reads(stage, tmp_path, monk
     assert result.exception is not None and result.exit_code != 0  # it never got to work in an empty folder
     listed = STAGES[stage].get("params", [])
     assert len(set(listed)) == len(listed), f"dvc.yaml {stage}: a param is listed twice"
-    assert set(listed) == set(read), (f"dvc.yaml {stage}: add {sorted(set(read) - set(listed))}, "
-                                      f"remove {sorted(set(listed) - set(read))}")
+    assert set(listed) == set(read), (
+        f"dvc.yaml {stage}: add {sorted(set(read) - set(listed))}, remove {sorted(set(listed) - set(read))}"
+    )

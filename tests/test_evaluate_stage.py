@@ -1,4 +1,5 @@
 """evaluate and plot end to end through the CLI, on a tiny pairs file, tiny encoders and real dvclive logs."""
+
 import json
 import math
 import subprocess
@@ -12,16 +13,20 @@ import yaml
 from dvclive import Live
 from typer.testing import CliRunner
 
-from conftest import REPO, TINY, params_file, tiny_pairs
-from dismi.factors import FACTORS
-from dismi.files import file_sha256
-from dismi.networks import Encoder, seeded
-from dismi.pairfile import TEST, load_pairs, write_pairs
-from dismi.training import logged_name, save_model
+from dismi.data.factors import FACTORS
+from dismi.data.pairfile import TEST, load_pairs, write_pairs
+from dismi.model.networks import Encoder, seeded
+from dismi.train.modelfile import save_model
+from dismi.train.training import logged_name
+from dismi.util.files import file_sha256
 from stages.__main__ import app
 
-LOSSES = {"shared": ("total", "global", "local", "l1", "classifier"),
-          "exclusive": ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")}
+REPO = Path(__file__).resolve().parents[1]
+
+LOSSES = {
+    "shared": ("total", "global", "local", "l1", "classifier"),
+    "exclusive": ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier"),
+}
 PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves")
 
 
@@ -31,13 +36,13 @@ def _live(path: Path, rep: str, steps: int = 3) -> None:
             for name in LOSSES[rep]:
                 live.log_metric(logged_name(name), 1.0 / (step + 1))
             for f in FACTORS:
-                live.log_metric(f"acc/{rep}/{f}", 0.1 * (step + 1) + 0.01 * FACTORS.index(f))
+                live.log_metric(f"acc_wide/{rep}/{f}", 0.1 * (step + 1) + 0.01 * FACTORS.index(f))
                 live.log_metric(f"acc_paper/{rep}/{f}", 0.05 * (step + 1) + 0.01 * FACTORS.index(f))
             live.next_step()
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, params_file, tiny_pairs):
     """A working directory with what the training stages leave behind, and evaluate run on it."""
     d = tmp_path_factory.mktemp("eval")
     write_pairs(d / "data" / "pairs.h5", tiny_pairs())
@@ -45,8 +50,10 @@ def project(tmp_path_factory):
     for i, rep in enumerate(("shared", "exclusive")):
         encoder = seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(i))
         # Two snapshots (iterations 10 and 20) before the final weights (30): the held-out curve.
-        snaps = {it: seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(10 * i + it))
-                 .state_dict() for it in (10, 20)}
+        snaps = {
+            it: seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(10 * i + it)).state_dict()
+            for it in (10, 20)
+        }
         save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha, iteration=30, snapshots=snaps)
         _live(d / "metrics" / f"train_{rep}", rep)
     params_file(d)
@@ -70,22 +77,24 @@ def _cli(args: list[str]):
 
 def _elsewhere(tmp_path: Path) -> dict:
     """evaluate's outputs redirected away from the shared project."""
-    return dict(metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json",
-                curves=tmp_path / "c.json")
+    return dict(
+        metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json", curves=tmp_path / "c.json"
+    )
 
 
 def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
-    assert list(m) == ["shared", "exclusive", "paper_probe", "retrieval", "online", "online_paper", "dependence"]
+    assert list(m) == ["held_out", "online", "retrieval", "dependence"]
+    assert list(m["held_out"]) == ["paper", "wide"] and list(m["online"]) == ["paper", "wide"]
     for rep in ("shared", "exclusive"):
-        for acc in (m[rep], m["paper_probe"][rep]):
+        for acc in (m["held_out"]["wide"][rep], m["held_out"]["paper"][rep]):
             assert set(acc) == {*FACTORS, "distance_to_ideal"}
             assert all(0.0 <= acc[f] <= 1.0 for f in FACTORS)
             assert acc["distance_to_ideal"] >= 0.0
-        assert m["online_paper"][rep] == pytest.approx({f: 0.15 + 0.01 * i for i, f in enumerate(FACTORS)})
+        assert m["online"]["paper"][rep] == pytest.approx({f: 0.15 + 0.01 * i for i, f in enumerate(FACTORS)})
         assert set(m["retrieval"][rep]) == set(FACTORS)
         # Online figures are the last values the training logs hold (step 2: 0.3 + 0.01 * factor index).
-        assert m["online"][rep] == pytest.approx({f: 0.3 + 0.01 * i for i, f in enumerate(FACTORS)})
+        assert m["online"]["wide"][rep] == pytest.approx({f: 0.3 + 0.01 * i for i, f in enumerate(FACTORS)})
     md = (project / "metrics" / "evaluate.md").read_text()
     for f in FACTORS:
         assert f"| {f} | " in md
@@ -111,7 +120,7 @@ def test_curves_hold_every_snapshot_and_end_at_the_final_figures(project):
     rows = json.loads((project / "metrics" / "curves.json").read_text())
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
     for rep in ("shared", "exclusive"):
-        for probe, final in (("wide", m[rep]), ("paper", m["paper_probe"][rep])):
+        for probe, final in (("wide", m["held_out"]["wide"][rep]), ("paper", m["held_out"]["paper"][rep])):
             mine = [r for r in rows if r["representation"] == rep and r["probe"] == probe]
             assert [r["iteration"] for r in mine] == [10, 20, 30]
             assert {k: mine[-1][k] for k in final} == final
@@ -120,11 +129,11 @@ def test_curves_hold_every_snapshot_and_end_at_the_final_figures(project):
     assert any(shared_wide[0][f] != shared_wide[-1][f] for f in FACTORS)
 
 
-def test_retrieval_json_names_test_images_and_never_the_query(project):
+def test_retrieval_json_names_test_images_and_never_the_query(project, tiny):
     data = load_pairs(project / "data" / "pairs.h5")
     test_rows = set(data.image_rows(TEST).tolist())
     r = json.loads((project / "metrics" / "retrieval.json").read_text())
-    assert r["k"] == TINY["retrieval_k"] and len(r["queries"]) == 6
+    assert r["k"] == tiny["retrieval_k"] and len(r["queries"]) == 6
     for q in r["queries"]:
         assert q["row"] in test_rows and data.source[q["row"]] == q["source"]
         for rep in ("shared", "exclusive"):
@@ -149,7 +158,7 @@ def test_swapped_models_fail_in_one_line_and_leave_no_results(project, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
-def test_too_large_retrieval_k_names_the_param(project, tmp_path):
+def test_too_large_retrieval_k_names_the_param(project, tmp_path, params_file):
     params = params_file(tmp_path, retrieval_k=50)
     args = _args(project, "evaluate", **_elsewhere(tmp_path))
     args[-1] = str(params)
@@ -167,11 +176,18 @@ def test_the_earlier_online_protocol_is_reported_beside_the_correct_one_when_log
         m = json.loads((project / "metrics" / f"train_{rep}" / "metrics.json").read_text())
         m["acc_earlier"] = {rep: {f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)}}
         logs[rep].write_text(json.dumps(m))
-    result = _cli(_args(project, "evaluate", online_shared=logs["shared"], online_exclusive=logs["exclusive"],
-                        **_elsewhere(tmp_path)))
+    result = _cli(
+        _args(
+            project,
+            "evaluate",
+            online_shared=logs["shared"],
+            online_exclusive=logs["exclusive"],
+            **_elsewhere(tmp_path),
+        )
+    )
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "e.json").read_text())
-    assert m["online_earlier"]["exclusive"] == pytest.approx({f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)})
+    assert m["online"]["earlier"]["exclusive"] == pytest.approx({f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)})
     assert "softmax applied before the cross-entropy" in (tmp_path / "t.md").read_text()
 
 
@@ -190,6 +206,7 @@ def test_missing_training_log_is_named(project, tmp_path):
 
 
 # ---- plot ----------------------------------------------------------------------------------
+
 
 def test_plot_writes_the_four_figures(project, tmp_path):
     result = _cli(_args(project, "plot", out=tmp_path / "plots"))

@@ -1,20 +1,32 @@
 """The metrics' pure cores on arrays whose answers are known: probes, distance to ideal, retrieval."""
+
 import numpy as np
 import pytest
 import torch
 
-from dismi.errors import DismiError
-from dismi.evaluation import (PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE, Codes,
-                              EvalSettings, choose_queries, distance_to_ideal, markdown_table,
-                              nearest_neighbours, probe_metric, retrieval_examples, retrieval_metric,
-                              retrieval_precision)
-from dismi.factors import FACTORS, SIZES, chance_level, ideal_accuracy, index_to_classes
-from dismi.networks import Classifier, seeded
-from dismi.probes import bank_loss, fit_probes, probe_accuracy
+from dismi.data.factors import FACTORS, SIZES, chance_level, ideal_accuracy, index_to_classes
+from dismi.data.results import Results
+from dismi.eval.metrics import (
+    Codes,
+    EvalSettings,
+    choose_queries,
+    distance_to_ideal,
+    nearest_neighbours,
+    retrieval_examples,
+    retrieval_metric,
+    retrieval_precision,
+    wide_probe_metric,
+)
+from dismi.eval.probes import bank_loss, fit_probes, probe_accuracy
+from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
+from dismi.eval.tables import evaluation_tables
+from dismi.model.networks import Classifier, seeded
+from dismi.util.errors import DismiError
 
 OFFICIAL = list(SIZES)
-SETTINGS = EvalSettings(seed=0, probe_epochs=15, probe_lr=1e-2, probe_batch_size=128, retrieval_k=5,
-                        retrieval_queries=200)
+SETTINGS = EvalSettings(
+    seed=0, probe_epochs=15, probe_lr=1e-2, probe_batch_size=128, retrieval_k=5, retrieval_queries=200
+)
 
 
 def _classes(n, seed):
@@ -24,21 +36,13 @@ def _classes(n, seed):
 
 def _one_hot(classes, factors=FACTORS):
     """The true factors as codes: one one-hot block per listed factor."""
-    return np.concatenate([np.eye(SIZES[FACTORS.index(f)], dtype=np.float32)[classes[:, FACTORS.index(f)]]
-                           for f in factors], axis=1)
+    return np.concatenate(
+        [np.eye(SIZES[FACTORS.index(f)], dtype=np.float32)[classes[:, FACTORS.index(f)]] for f in factors], axis=1
+    )
 
 
 def _codes(representation, train, test, n_train_classes, n_test_classes):
     return Codes(representation, train, n_train_classes, test, n_test_classes, tuple(OFFICIAL))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Probes this small gain nothing from threads, and on two busy cores threads cost 5x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +53,11 @@ def split():
 
 # ---- probes --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def identity_probe(split):
     train, test = split
-    return probe_metric(_codes("shared", _one_hot(train), _one_hot(test), train, test), SETTINGS)
+    return wide_probe_metric(_codes("shared", _one_hot(train), _one_hot(test), train, test), SETTINGS)
 
 
 def test_identity_codes_reach_near_full_accuracy_on_every_factor(identity_probe):
@@ -63,7 +68,7 @@ def test_identity_codes_reach_near_full_accuracy_on_every_factor(identity_probe)
 def test_probe_on_shared_factors_only_scores_ideal_shared(split):
     train, test = split
     shared = ("scale", "shape", "orientation")
-    acc = probe_metric(_codes("shared", _one_hot(train, shared), _one_hot(test, shared), train, test), SETTINGS)
+    acc = wide_probe_metric(_codes("shared", _one_hot(train, shared), _one_hot(test, shared), train, test), SETTINGS)
     for f in shared:
         assert acc[f] > 0.95, (f, acc)
     for f in ("floor_hue", "wall_hue", "object_hue"):
@@ -75,10 +80,14 @@ def test_probe_on_shared_factors_only_scores_ideal_shared(split):
 def test_uninformative_codes_sit_near_chance(split, kind):
     train, test = split
     rng = np.random.default_rng(2)
-    make = {"random": lambda n: rng.normal(size=(n, 16)).astype(np.float32),
-            "constant": lambda n: np.full((n, 16), 3.0, dtype=np.float32)}[kind]
-    acc = probe_metric(_codes("exclusive", make(len(train)), make(len(test)), train, test),
-                       EvalSettings(**{**SETTINGS.__dict__, "probe_epochs": 5}))
+    make = {
+        "random": lambda n: rng.normal(size=(n, 16)).astype(np.float32),
+        "constant": lambda n: np.full((n, 16), 3.0, dtype=np.float32),
+    }[kind]
+    acc = wide_probe_metric(
+        _codes("exclusive", make(len(train)), make(len(test)), train, test),
+        EvalSettings(**{**SETTINGS.__dict__, "probe_epochs": 5}),
+    )
     for f, n in zip(FACTORS, SIZES):
         assert abs(acc[f] - 1 / n) < 0.07, (kind, f, acc)
         assert np.isfinite(acc[f])
@@ -86,12 +95,15 @@ def test_uninformative_codes_sit_near_chance(split, kind):
 
 def test_probe_is_reproducible_from_its_generator_and_leaves_global_rng_alone(split):
     train, _ = split
-    x = torch.as_tensor(_one_hot(train, ("shape",)) + np.random.default_rng(3).normal(size=(len(train), 4)) * 0.5,
-                        dtype=torch.float32)
+    x = torch.as_tensor(
+        _one_hot(train, ("shape",)) + np.random.default_rng(3).normal(size=(len(train), 4)) * 0.5, dtype=torch.float32
+    )
     y = torch.as_tensor(train[:, FACTORS.index("shape")])[:, None]
     state = torch.get_rng_state()
-    probes = [fit_probes(x[None], y, [4], [256], epochs=2, lr=1e-2, batch_size=64,
-                         generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    probes = [
+        fit_probes(x[None], y, [4], [256], epochs=2, lr=1e-2, batch_size=64, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
     assert torch.equal(torch.get_rng_state(), state)
     for a, b in zip(probes[0].state_dict().values(), probes[1].state_dict().values()):
         assert torch.equal(a, b)
@@ -117,17 +129,19 @@ def test_a_bank_of_groups_trains_each_group_as_alone(hidden):
     bank = fit_probes(codes, labels, epochs=0, generator=torch.Generator().manual_seed(3), **kw).train()
     bank_loss(bank, codes[:, :64], labels[:64]).backward()
     for g in range(3):
-        alone = fit_probes(codes[g:g + 1], labels, epochs=0, generator=torch.Generator().manual_seed(3), **kw).train()
-        bank_loss(alone, codes[g:g + 1, :64], labels[:64]).backward()
+        alone = fit_probes(codes[g : g + 1], labels, epochs=0, generator=torch.Generator().manual_seed(3), **kw).train()
+        bank_loss(alone, codes[g : g + 1, :64], labels[:64]).backward()
         for name in ("w2", "b2", "w3", "b3"):  # (G * K, ...): group g's K blocks
-            torch.testing.assert_close(getattr(alone.bank, name).grad,
-                                       getattr(bank.bank, name).grad[6 * g:6 * (g + 1)], rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(
+                getattr(alone.bank, name).grad, getattr(bank.bank, name).grad[6 * g : 6 * (g + 1)], rtol=1e-5, atol=1e-7
+            )
         rows = bank.bank.w1.shape[0] // 3  # (G * K * H, D): group g's rows
-        torch.testing.assert_close(alone.bank.w1.grad, bank.bank.w1.grad[rows * g:rows * (g + 1)],
-                                   rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            alone.bank.w1.grad, bank.bank.w1.grad[rows * g : rows * (g + 1)], rtol=1e-5, atol=1e-7
+        )
     held_out, held_out_labels = _bank_problem(seed=1)  # other images, the same three kinds of code
     bank = fit_probes(codes, labels, epochs=20, generator=torch.Generator().manual_seed(3), **kw)
-    acc = probe_accuracy(bank, held_out, held_out_labels)                                   # (3, 6)
+    acc = probe_accuracy(bank, held_out, held_out_labels)  # (3, 6)
     chance = 1 / torch.tensor(SIZES, dtype=torch.float64)
     assert (acc[0] > 0.9).all() and (acc[2] < chance + 0.1).all(), acc
 
@@ -136,16 +150,25 @@ def test_a_bank_starts_from_the_classifiers_a_probe_would_be_built_from():
     """The bank's initial weights are K Table V Classifier modules drawn in turn from the generator:
     a probe changed nothing but how the classifiers are batched."""
     codes, labels = _bank_problem()
-    bank = fit_probes(codes[:1], labels, SIZES, [256] * 6, epochs=0, lr=1e-2, batch_size=64,
-                      generator=torch.Generator().manual_seed(5))
+    bank = fit_probes(
+        codes[:1],
+        labels,
+        SIZES,
+        [256] * 6,
+        epochs=0,
+        lr=1e-2,
+        batch_size=64,
+        generator=torch.Generator().manual_seed(5),
+    )
     gen = torch.Generator().manual_seed(5)
     classifiers = [seeded(lambda: Classifier(sum(SIZES), n, hidden=256), gen).eval() for n in SIZES]
     z = (codes[0, :50] - codes[0].mean(0)) / codes[0].std(0, unbiased=False)
     for k, c in enumerate(classifiers):
-        torch.testing.assert_close(bank(codes[:1, :50])[:, k, :SIZES[k]], c(z), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bank(codes[:1, :50])[:, k, : SIZES[k]], c(z), rtol=1e-5, atol=1e-5)
 
 
 # ---- distance to ideal ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rep", ["shared", "exclusive"])
 def test_distance_is_zero_for_the_ideal_accuracies(rep):
@@ -154,14 +177,13 @@ def test_distance_is_zero_for_the_ideal_accuracies(rep):
         assert distance_to_ideal(ideal, rep, n_values) == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("source, published", [(PAPER_ACCURACY, PAPER_DISTANCE),
-                                               (REPORT_ACCURACY, REPORT_DISTANCE)])
+@pytest.mark.parametrize("source, published", [(PAPER_ACCURACY, PAPER_DISTANCE), (REPORT_ACCURACY, REPORT_DISTANCE)])
 @pytest.mark.parametrize("rep", ["shared", "exclusive"])
 def test_distance_matches_the_published_figures_within_their_rounding(source, published, rep):
     # Accuracies are published to 0.01% (half a unit: 5e-5 each, six of them) and the distance
     # to its last digit: from the rounded paper E figures the sum is 0.19543, published as 0.1955.
     decimals = len(f"{published[rep]}".split(".")[1])
-    tolerance = 6 * 5e-5 + 0.5 * 10 ** -decimals
+    tolerance = 6 * 5e-5 + 0.5 * 10**-decimals
     assert distance_to_ideal(source[rep], rep, OFFICIAL) == pytest.approx(published[rep], abs=tolerance)
 
 
@@ -177,6 +199,7 @@ def test_distance_uses_the_datas_chance_level():
 
 
 # ---- retrieval -----------------------------------------------------------------------------
+
 
 def test_nearest_neighbours_by_hand():
     codes = np.array([[0.0], [1.0], [3.0], [10.0], [1.0]])
@@ -230,14 +253,19 @@ def test_retrieval_k_must_leave_other_images():
 
 # ---- the Markdown table --------------------------------------------------------------------
 
+
 def test_markdown_table_lists_every_factor_with_paper_and_report():
     acc = {f: 0.5 for f in FACTORS}
     paper = {f: 0.25 for f in FACTORS}
-    results = {"shared": {**acc, "distance_to_ideal": 1.234}, "exclusive": {**acc, "distance_to_ideal": 0.5},
-               "paper_probe": {"shared": {**paper, "distance_to_ideal": 2.5}, "exclusive": {**paper, "distance_to_ideal": 0.75}},
-               "online": {"shared": acc, "exclusive": acc}, "online_paper": {"shared": paper, "exclusive": paper},
-               "retrieval": {"shared": acc, "exclusive": acc}}
-    md = markdown_table(results, OFFICIAL)
+    results = Results(
+        held_out={
+            "wide": {"shared": {**acc, "distance_to_ideal": 1.234}, "exclusive": {**acc, "distance_to_ideal": 0.5}},
+            "paper": {"shared": {**paper, "distance_to_ideal": 2.5}, "exclusive": {**paper, "distance_to_ideal": 0.75}},
+        },
+        online={"wide": {"shared": acc, "exclusive": acc}, "paper": {"shared": paper, "exclusive": paper}},
+        retrieval={"shared": acc, "exclusive": acc},
+    )
+    md = evaluation_tables(results, OFFICIAL)
     for f, n in zip(FACTORS, OFFICIAL):
         assert f"| {f} | 25.00 | 50.00 | 25.00 | 50.00 |" in md  # held-out: S paper, S wide, E paper, E wide
         assert f"| {f} | 50.00 | 50.00 | {100 * chance_level(n):.2f} |" in md  # retrieval by S, by E, chance

@@ -1,14 +1,17 @@
-"""dismi.files (atomic writes, hashing, the output guard) and every stage's guard through the CLI."""
+"""dismi.util.files (atomic writes, hashing, the output guard) and every stage's guard through the CLI."""
+
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, params_file, run_stage
-from dismi.errors import DismiError
-from dismi.files import atomic_write, file_sha256, guard_outputs, write_text_atomic
+from dismi.util.errors import DismiError
+from dismi.util.files import atomic_write, file_sha256, guard_outputs, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- atomic writes, hashing
 
@@ -43,6 +46,7 @@ def test_file_sha256_is_the_sha256_of_the_bytes(tmp_path):
 
 # --------------------------------------------------------------------------- the guard
 
+
 def _one_line(e: pytest.ExceptionInfo) -> str:
     message = str(e.value)
     assert "\n" not in message
@@ -62,8 +66,11 @@ def test_guard_refuses_an_output_that_is_an_input_before_deleting_anything(tmp_p
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "in.h5").write_text("precious")
     (tmp_path / "stale.json").write_text("older output")
-    out = {"same": tmp_path / "d" / "in.h5", "dotted": tmp_path / "d" / ".." / "d" / "in.h5",
-           "relative": tmp_path / "d" / "in.h5"}[spelling]
+    out = {
+        "same": tmp_path / "d" / "in.h5",
+        "dotted": tmp_path / "d" / ".." / "d" / "in.h5",
+        "relative": tmp_path / "d" / "in.h5",
+    }[spelling]
     inputs = ["d/in.h5"] if spelling == "relative" else [tmp_path / "d" / "in.h5"]
     with pytest.raises(DismiError) as e:
         guard_outputs(inputs, [tmp_path / "stale.json", out])
@@ -102,15 +109,20 @@ def test_guard_refuses_an_existing_directory_and_an_output_under_a_file(tmp_path
 # --------------------------------------------------------------------------- every stage, through the CLI
 
 # For each stage: an output option and an input option of its dvc.yaml command line.
-COLLISIONS = {"pairs": ("--out", "--data"), "train-shared": ("--model", "--pairs"),
-              "train-exclusive": ("--model", "--shared"), "evaluate": ("--metrics", "--pairs")}
+COLLISIONS = {
+    "pairs": ("--out", "--data"),
+    "train-shared": ("--model", "--pairs"),
+    "train-exclusive": ("--model", "--shared"),
+    "evaluate": ("--metrics", "--pairs"),
+}
 
 
-def _stage_args(tmp_path, stage: str) -> list[str]:
+def _stage_args(params_file, tmp_path, stage: str) -> list[str]:
     """The stage's command line from dvc.yaml, its paths under tmp_path, with a tiny params file."""
     cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage.replace("-", "_")]["cmd"].split()[3:]
-    args = [str(tmp_path / a) if a.startswith(("data/", "models/", "metrics/")) or a == "checkpoints" else a
-            for a in cmd]
+    args = [
+        str(tmp_path / a) if a.startswith(("data/", "models/", "metrics/")) or a == "checkpoints" else a for a in cmd
+    ]
     if stage != "plot":
         args += ["--params", str(params_file(tmp_path))]
     return args
@@ -122,52 +134,80 @@ def _set(args: list[str], flag: str, value) -> list[str]:
     return args
 
 
-def test_pairs_out_equal_to_data_is_refused_and_the_data_survives(tmp_path):
+def test_pairs_out_equal_to_data_is_refused_and_the_data_survives(tmp_path, params_file):
     data = tmp_path / "shapes3d.h5"
     data.write_bytes(b"the only copy")
-    r = subprocess.run([sys.executable, "-m", "stages", "pairs", "--data", str(data), "--out", str(data),
-                        "--params", str(params_file(tmp_path))], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages",
+            "pairs",
+            "--data",
+            str(data),
+            "--out",
+            str(data),
+            "--params",
+            str(params_file(tmp_path)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
-    assert r.stderr.splitlines() == [f"error: output {data} is also an input ({data}): "
-                                     "write the output to another path"], r.stderr
+    assert r.stderr.splitlines() == [
+        f"error: output {data} is also an input ({data}): write the output to another path"
+    ], r.stderr
     assert data.read_bytes() == b"the only copy"
 
 
 @pytest.mark.parametrize("stage", sorted(COLLISIONS))
-def test_each_stage_refuses_an_output_that_is_one_of_its_inputs(tmp_path, monkeypatch, capsys, stage):
+def test_each_stage_refuses_an_output_that_is_one_of_its_inputs(
+    tmp_path, monkeypatch, capsys, stage, run_stage, params_file
+):
     out_flag, in_flag = COLLISIONS[stage]
-    args = _stage_args(tmp_path, stage)
+    args = _stage_args(params_file, tmp_path, stage)
     precious = tmp_path / "precious"
     precious.write_bytes(b"an input")
-    code, text = run_stage(monkeypatch, capsys, *_set(_set(args, in_flag, precious), out_flag, precious))
+    code, text = run_stage(*_set(_set(args, in_flag, precious), out_flag, precious))
     assert code == 1 and text.count("\n") == 1 and text.startswith(f"error: output {precious} is also an input")
     assert precious.read_bytes() == b"an input"
 
 
-def test_plot_refuses_an_output_that_is_one_of_its_inputs(tmp_path, monkeypatch, capsys):
-    args = _stage_args(tmp_path, "plot")
+def test_plot_refuses_an_output_that_is_one_of_its_inputs(tmp_path, monkeypatch, capsys, run_stage, params_file):
+    args = _stage_args(params_file, tmp_path, "plot")
     out = tmp_path / "plots"
     out.mkdir()
     (out / "retrieval.png").write_bytes(b"an input")
-    code, text = run_stage(monkeypatch, capsys, *_set(_set(args, "--out", out), "--metrics", out / "retrieval.png"))
+    code, text = run_stage(*_set(_set(args, "--out", out), "--metrics", out / "retrieval.png"))
     assert code == 1 and text.count("\n") == 1 and "is also an input" in text
     assert (out / "retrieval.png").read_bytes() == b"an input"
 
 
-def test_download_refuses_to_write_over_the_file_its_url_names(tmp_path, monkeypatch, capsys):
+def test_download_refuses_to_write_over_the_file_its_url_names(tmp_path, monkeypatch, capsys, params_file, run_stage):
     source = tmp_path / "3dshapes.h5"
     source.write_bytes(b"the only copy")
     params = params_file(tmp_path, dataset="shapes3d", shapes3d_url=source.as_uri())
-    code, text = run_stage(monkeypatch, capsys, "download", "--out", source, "--params", params)
+    code, text = run_stage("download", "--out", source, "--params", params)
     assert code == 1 and text.count("\n") == 1 and text.startswith(f"error: output {source} is also an input")
     assert source.read_bytes() == b"the only copy"
 
 
-@pytest.mark.parametrize("stage, flag", [("download", "--out"), ("pairs", "--out"), ("train-shared", "--model"),
-                                         ("train-exclusive", "--model"), ("evaluate", "--table"),
-                                         ("plot", None)])
-def test_each_stage_refuses_an_output_that_is_a_directory_in_one_line(tmp_path, monkeypatch, capsys, stage, flag):
-    args = _stage_args(tmp_path, stage)
+@pytest.mark.parametrize(
+    "stage, flag",
+    [
+        ("download", "--out"),
+        ("pairs", "--out"),
+        ("train-shared", "--model"),
+        ("train-exclusive", "--model"),
+        ("evaluate", "--table"),
+        ("plot", None),
+    ],
+)
+def test_each_stage_refuses_an_output_that_is_a_directory_in_one_line(
+    tmp_path, monkeypatch, capsys, stage, flag, params_file, run_stage
+):
+    args = _stage_args(params_file, tmp_path, stage)
     if stage == "download":
         args = ["download", "--out", "x", "--params", str(params_file(tmp_path, dataset="synthetic"))]
     directory = tmp_path / "a directory"
@@ -177,6 +217,6 @@ def test_each_stage_refuses_an_output_that_is_a_directory_in_one_line(tmp_path, 
     else:
         args = _set(args, flag, directory)
     (directory / "inside").mkdir(parents=True)
-    code, text = run_stage(monkeypatch, capsys, *args)
+    code, text = run_stage(*args)
     assert code == 1 and text == f"error: output {directory} is an existing directory: name a file to write instead\n"
     assert (directory / "inside").is_dir()

@@ -7,6 +7,7 @@ fresh probe on E's held-out codes must read a at chance (0.25, within CHANCE_TOL
 while with every option off (the MI terms alone) it keeps reading a. Other tests fail if an option's term
 stops reaching the encoder, changes sign, or if a knob does not reach the trainer.
 """
+
 import io
 import math
 
@@ -16,18 +17,18 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import params_file, tiny_pairs
-from dismi import losses, training
-from dismi.errors import DismiError
-from dismi.factors import FACTORS
-from dismi.files import file_sha256
-from dismi.networks import Encoder, seeded, to_input
-from dismi.pairfile import TEST, TRAIN, PairData
-from dismi.training import ONLINE_PREFIX, DevicePairs, ExclusiveTrainer, SharedTrainer
+from dismi.data.factors import FACTORS
+from dismi.data.pairfile import TEST, TRAIN, PairData
+from dismi.data.results import EARLIER
+from dismi.model import losses
+from dismi.model.networks import Encoder, seeded, to_input
+from dismi.train import modelfile, training
+from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer
+from dismi.util.errors import DismiError
+from dismi.util.files import file_sha256
 from stages import params as P
 from stages.__main__ import app
 
-torch.set_num_threads(1)
 CPU = torch.device("cpu")
 A = 4  # classes of the planted shared factor a and of the own factor b
 A_COLUMN, B_COLUMN = FACTORS.index("shape"), FACTORS.index("floor_hue")  # where their classes are kept
@@ -49,8 +50,14 @@ def planted_pairs(n_pairs: int = 600, n_test: int = 200, seed: int = 0) -> PairD
     images[:, 0, 0, 2], images[:, 0, 1, 0] = noise
     classes = np.zeros((m, 6), np.int64)
     classes[:, A_COLUMN], classes[:, B_COLUMN] = np.tile(a, 2), b
-    return PairData(images=images, classes=classes, source=np.arange(m), x=np.arange(n_pairs),
-                    y=np.arange(n_pairs, m), split=(np.arange(n_pairs) >= n_pairs - n_test).astype(np.uint8))
+    return PairData(
+        images=images,
+        classes=classes,
+        source=np.arange(m),
+        x=np.arange(n_pairs),
+        y=np.arange(n_pairs, m),
+        split=(np.arange(n_pairs) >= n_pairs - n_test).astype(np.uint8),
+    )
 
 
 class Planted(nn.Module):
@@ -74,8 +81,9 @@ class Planted(nn.Module):
 def planted_trainer(**options) -> ExclusiveTrainer:
     """S = a; E = (a + n1 / 4, b + n2 / 2): E starts holding the shared factor."""
     args = dict(width=1, dim=2, alpha=0.5, beta=1.0, lambda_adv=0.0, lr=LR, seed=0, device=CPU) | options
-    return ExclusiveTrainer(shared=Planted([[1.0, 0, 0, 0]]), encoder=Planted([[1.0, 0, 0.25, 0], [0, 1.0, 0, 0.5]]),
-                            **args)
+    return ExclusiveTrainer(
+        shared=Planted([[1.0, 0, 0, 0]]), encoder=Planted([[1.0, 0, 0.25, 0], [0, 1.0, 0, 0.5]]), **args
+    )
 
 
 def probe_accuracy(codes: dict[int, torch.Tensor], labels: dict[int, torch.Tensor], steps: int = 300) -> float:
@@ -97,10 +105,14 @@ def probe_accuracy(codes: dict[int, torch.Tensor], labels: dict[int, torch.Tenso
 def readable(trainer: ExclusiveTrainer, data: PairData) -> dict[str, float]:
     """Held-out probe accuracy on E of the shared factor a and of the own factor b."""
     with torch.no_grad():
-        codes = {s: trainer.model.encoder(to_input(torch.from_numpy(data.images[data.image_rows(s)])))[0]
-                 for s in (TRAIN, TEST)}
-    labels = {name: {s: torch.from_numpy(data.classes[data.image_rows(s), col]) for s in (TRAIN, TEST)}
-              for name, col in (("a", A_COLUMN), ("b", B_COLUMN))}
+        codes = {
+            s: trainer.model.encoder(to_input(torch.from_numpy(data.images[data.image_rows(s)])))[0]
+            for s in (TRAIN, TEST)
+        }
+    labels = {
+        name: {s: torch.from_numpy(data.classes[data.image_rows(s), col]) for s in (TRAIN, TEST)}
+        for name, col in (("a", A_COLUMN), ("b", B_COLUMN))
+    }
     return {name: probe_accuracy(codes, y) for name, y in labels.items()}
 
 
@@ -118,6 +130,7 @@ def _trained(planted, **options) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- planted dependence, end to end
+
 
 def test_with_every_option_off_the_mi_terms_keep_the_planted_shared_factor_in_e(planted):
     # The control: if this fell to chance, the tests below would prove nothing about the options.
@@ -142,9 +155,11 @@ def test_each_independence_option_takes_the_planted_shared_factor_out_of_e(plant
 
 # --------------------------------------------------------------------------- each term reaches E, with its sign
 
+
 def _planted_batch(planted, n_pairs: int = 64):
     data, train = planted
-    images, classes = train.pairs(n_pairs, torch.Generator().manual_seed(3))
+    rows = train.draw(n_pairs, torch.Generator().manual_seed(3))  # X images, then their Y partners
+    images, classes = train.images[rows], train.classes[rows]
     return to_input(images), classes, losses.other_in_view(n_pairs, torch.Generator().manual_seed(4), CPU)
 
 
@@ -180,8 +195,7 @@ def test_the_hsic_term_is_weighted_into_the_objective_reaches_e_and_a_step_lower
 
 def _trained_discriminator(planted, **options) -> ExclusiveTrainer:
     """A planted trainer whose D has been trained (a refresh) to tell joint from shuffled codes."""
-    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0, d_refresh_every=1, d_refresh_steps=150,
-                              **options)
+    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0, d_refresh_every=1, d_refresh_steps=150, **options)
     trainer.refresh_discriminator(planted[1], 32)
     return trainer
 
@@ -225,13 +239,24 @@ def test_d_steps_updates_d_that_many_times_per_iteration_at_its_own_learning_rat
     assert planted_trainer().optimizers["discriminator"].param_groups[0]["lr"] == LR
 
 
-def test_a_refresh_reinitialises_d_deterministically_and_leaves_the_real_encoder_as_it_was():
+def test_a_refresh_reinitialises_d_deterministically_and_leaves_the_real_encoder_as_it_was(tiny_pairs):
     shared = seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval()
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
 
     def refreshed(iteration: int, scramble: bool = False) -> tuple[ExclusiveTrainer, dict]:
-        trainer = ExclusiveTrainer(shared=shared, width=2, dim=4, alpha=0.5, beta=1.0, lambda_adv=0.1, lr=1e-3,
-                                   seed=0, device=CPU, d_refresh_every=5, d_refresh_steps=3)
+        trainer = ExclusiveTrainer(
+            shared=shared,
+            width=2,
+            dim=4,
+            alpha=0.5,
+            beta=1.0,
+            lambda_adv=0.1,
+            lr=1e-3,
+            seed=0,
+            device=CPU,
+            d_refresh_every=5,
+            d_refresh_steps=3,
+        )
         trainer.iteration = iteration
         if scramble:  # the D the game left: a refresh must forget it
             with torch.no_grad():
@@ -257,17 +282,37 @@ def test_a_refresh_reinitialises_d_deterministically_and_leaves_the_real_encoder
 
 # --------------------------------------------------------------------------- the earlier implementations' protocol
 
+
 def _image_trainers(online_earlier: bool):
     """A shared and an exclusive trainer at tiny width on the toy images."""
-    shared = SharedTrainer(width=2, dim=4, alpha=0.5, beta=1.0, gamma=0.1, switched=True, lr=1e-2, seed=0, device=CPU,
-                           online_earlier=online_earlier)
-    exclusive = ExclusiveTrainer(shared=seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval(),
-                                 width=2, dim=4, alpha=0.5, beta=1.0, lambda_adv=0.1, lr=1e-2, seed=0, device=CPU,
-                                 online_earlier=online_earlier)
+    shared = SharedTrainer(
+        width=2,
+        dim=4,
+        alpha=0.5,
+        beta=1.0,
+        gamma=0.1,
+        switched=True,
+        lr=1e-2,
+        seed=0,
+        device=CPU,
+        online_earlier=online_earlier,
+    )
+    exclusive = ExclusiveTrainer(
+        shared=seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval(),
+        width=2,
+        dim=4,
+        alpha=0.5,
+        beta=1.0,
+        lambda_adv=0.1,
+        lr=1e-2,
+        seed=0,
+        device=CPU,
+        online_earlier=online_earlier,
+    )
     return shared, exclusive
 
 
-def test_the_earlier_protocol_changes_neither_the_encoders_nor_the_correct_online_classifiers():
+def test_the_earlier_protocol_changes_neither_the_encoders_nor_the_correct_online_classifiers(tiny_pairs):
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
     off, on = _image_trainers(False), _image_trainers(True)
     for a, b in zip(off, on):
@@ -280,7 +325,7 @@ def test_the_earlier_protocol_changes_neither_the_encoders_nor_the_correct_onlin
         assert b.model.classifiers_earlier.hidden == [n for n in b.model.classifiers["paper"].hidden]  # Table V widths
 
 
-def test_the_earlier_protocol_trains_on_softmax_then_cross_entropy_and_reads_accuracy_on_training_batches():
+def test_the_earlier_protocol_trains_on_softmax_then_cross_entropy_and_reads_accuracy_on_training_batches(tiny_pairs):
     data = tiny_pairs()
     for trainer in _image_trainers(True):
         recorded = []
@@ -292,7 +337,8 @@ def test_the_earlier_protocol_trains_on_softmax_then_cross_entropy_and_reads_acc
             logits = bank(rep)  # BatchNorm in train mode: the same batch statistics as the step's
             classes = args[1] if isinstance(trainer, SharedTrainer) else args[4]
             assert terms["classifier_earlier"].item() == pytest.approx(
-                losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()).item(), rel=1e-5)
+                losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()).item(), rel=1e-5
+            )
             recorded.append((logits.argmax(2) == classes).float().mean(0))
             return terms
 
@@ -300,28 +346,49 @@ def test_the_earlier_protocol_trains_on_softmax_then_cross_entropy_and_reads_acc
         trainer.model.encoder.register_forward_hook(lambda m, i, out: recorded_rep.append(out[0].detach()))
         trainer._terms = spy
         logged = {}
-        trainer.fit(data, iters=4, batch_size=4, log_every=2, checkpoint_every=4,
-                    log=lambda i, m: logged.update({i: m}), save=lambda s: None)
-        prefix = f"{ONLINE_PREFIX['earlier']}/{trainer.representation}"
+        trainer.fit(
+            data,
+            iters=4,
+            batch_size=4,
+            log_every=2,
+            checkpoint_every=4,
+            log=lambda i, m: logged.update({i: m}),
+            save=lambda s: None,
+        )
+        prefix = f"{EARLIER.online_prefix}/{trainer.representation}"
         for it, steps in ((2, recorded[:2]), (4, recorded[2:])):  # the mean over the interval's training batches
             mean = torch.stack(steps).mean(0).tolist()
             assert [logged[it][f"{prefix}/{f}"] for f in FACTORS] == pytest.approx(mean, abs=1e-6)
         assert "loss/classifier_earlier" in logged[4] and f"acc_paper/{trainer.representation}/shape" in logged[4]
 
 
-def test_with_the_earlier_protocol_off_nothing_of_it_is_logged():
+def test_with_the_earlier_protocol_off_nothing_of_it_is_logged(tiny_pairs):
     data = tiny_pairs()
     for trainer in _image_trainers(False):
         logged = {}
-        trainer.fit(data, iters=2, batch_size=4, log_every=2, checkpoint_every=2, log=lambda i, m: logged.update(m),
-                    save=lambda s: None)
+        trainer.fit(
+            data,
+            iters=2,
+            batch_size=4,
+            log_every=2,
+            checkpoint_every=2,
+            log=lambda i, m: logged.update(m),
+            save=lambda s: None,
+        )
         assert not [k for k in logged if "earlier" in k or "hsic" in k or "d_refresh" in k]
 
 
 # --------------------------------------------------------------------------- knobs: params.yaml -> trainer
 
-NEW_KNOBS = dict(d_steps=3, lr_d=7e-4, adv_loss="reversal", d_refresh_every=17, d_refresh_steps=19, lambda_hsic=0.37,
-                 online_earlier=True)
+NEW_KNOBS = dict(
+    d_steps=3,
+    lr_d=7e-4,
+    adv_loss="reversal",
+    d_refresh_every=17,
+    d_refresh_steps=19,
+    lambda_hsic=0.37,
+    online_earlier=True,
+)
 
 
 class _Stop(Exception):
@@ -329,20 +396,31 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
-def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch, pairs_file, stage):
+def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch, pairs_file, stage, params_file):
     name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
-    real, seen = getattr(training, name), {}
+    seen = {}
 
     def trainer(**kwargs):
         seen.update(kwargs)
         raise _Stop
 
     monkeypatch.setattr(training, name, trainer)
-    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
-            "--live", tmp_path / "live", "--params", params_file(tmp_path, **NEW_KNOBS)]
+    args = [
+        stage,
+        "--pairs",
+        pairs_file,
+        "--model",
+        tmp_path / "model.pt",
+        "--checkpoints",
+        tmp_path / "ckpt",
+        "--live",
+        tmp_path / "live",
+        "--params",
+        params_file(tmp_path, **NEW_KNOBS),
+    ]
     if stage == "train-exclusive":
         encoder = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        training.save_model(tmp_path / "shared.pt", encoder, "shared", {}, file_sha256(pairs_file))
+        modelfile.save_model(tmp_path / "shared.pt", encoder, "shared", {}, file_sha256(pairs_file))
         args += ["--shared", tmp_path / "shared.pt"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert isinstance(result.exception, _Stop), result.output
@@ -350,10 +428,19 @@ def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch,
     assert {k: seen[k] for k in expected} == expected
 
 
-@pytest.mark.parametrize("key, value", [("d_steps", 0), ("lr_d", -1e-3), ("adv_loss", "literal"),
-                                        ("d_refresh_every", -1), ("d_refresh_steps", 0), ("lambda_hsic", -0.1),
-                                        ("online_earlier", "yes")])
-def test_a_bad_independence_knob_is_one_line_naming_it(tmp_path, key, value):
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("d_steps", 0),
+        ("lr_d", -1e-3),
+        ("adv_loss", "literal"),
+        ("d_refresh_every", -1),
+        ("d_refresh_steps", 0),
+        ("lambda_hsic", -0.1),
+        ("online_earlier", "yes"),
+    ],
+)
+def test_a_bad_independence_knob_is_one_line_naming_it(tmp_path, key, value, params_file):
     with pytest.raises(DismiError, match=key) as e:
         P.TrainExclusive.load(params_file(tmp_path, **{key: value}))
     assert "\n" not in str(e.value)
@@ -362,7 +449,13 @@ def test_a_bad_independence_knob_is_one_line_naming_it(tmp_path, key, value):
 def test_the_defaults_are_the_paper_adversary_as_before():
     cfg = P.TrainExclusive.defaults()
     assert (cfg.d_steps, cfg.lr_d, cfg.adv_loss, cfg.d_refresh_every, cfg.lambda_hsic, cfg.online_earlier) == (
-        1, 0.0, "nonsaturating", 0, 0.0, False)
+        1,
+        0.0,
+        "nonsaturating",
+        0,
+        0.0,
+        False,
+    )
 
 
 def _through_a_file(state: dict) -> dict:
@@ -375,16 +468,31 @@ def _through_a_file(state: dict) -> dict:
 
 def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stopped():
     data = planted_pairs(n_pairs=120, n_test=20)
-    options = dict(lambda_adv=0.5, d_steps=2, lr_d=1e-3, adv_loss="reversal", d_refresh_every=3, d_refresh_steps=4,
-                   lambda_hsic=0.5, online_earlier=True)
+    options = dict(
+        lambda_adv=0.5,
+        d_steps=2,
+        lr_d=1e-3,
+        adv_loss="reversal",
+        d_refresh_every=3,
+        d_refresh_steps=4,
+        lambda_hsic=0.5,
+        online_earlier=True,
+    )
 
     def fit(trainer, iters, states, logs):
-        trainer.fit(data, iters=iters, batch_size=8, log_every=3, checkpoint_every=4, log=lambda i, m: logs.append(m),
-                    save=lambda s: states.append(_through_a_file(s)))
+        trainer.fit(
+            data,
+            iters=iters,
+            batch_size=8,
+            log_every=3,
+            checkpoint_every=4,
+            log=lambda i, m: logs.append(m),
+            save=lambda s: states.append(_through_a_file(s)),
+        )
 
     unbroken, states, logs = planted_trainer(**options), [], []
     fit(unbroken, 8, states, logs)
-    assert {"loss/hsic", "loss/d_refresh", f"{ONLINE_PREFIX['earlier']}/exclusive/shape"} <= set(logs[-1])
+    assert {"loss/hsic", "loss/d_refresh", f"{EARLIER.online_prefix}/exclusive/shape"} <= set(logs[-1])
     resumed, resumed_logs = planted_trainer(**options), []
     resumed.load_state_dict(states[0])  # the checkpoint at iteration 4 (between two refreshes, mid-interval)
     assert resumed.iteration == 4

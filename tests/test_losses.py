@@ -1,14 +1,14 @@
 """Each loss on small hand-computed inputs, and the pairings that earlier implementations got wrong."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from dismi import losses
-from dismi.objectives import ExclusiveModel, SharedModel
+from dismi.model import losses
+from dismi.model.objectives import ExclusiveModel, SharedModel
 
-torch.set_num_threads(1)
 LN2 = math.log(2)
 
 
@@ -60,7 +60,8 @@ def test_discriminator_labels_shuffled_samples_real_and_joint_samples_fake():
     assert losses.discriminator_loss(zeros, zeros).item() == pytest.approx(2 * LN2)
     t = torch.tensor([math.log(3)])
     assert losses.discriminator_loss(joint_logits=t, shuffled_logits=t).item() == pytest.approx(
-        math.log(4) + math.log(4 / 3))  # -log(1 - D(joint)) - log D(shuffled), D = 3/4
+        math.log(4) + math.log(4 / 3)
+    )  # -log(1 - D(joint)) - log D(shuffled), D = 3/4
     high, low = torch.full((2,), 20.0), torch.full((2,), -20.0)
     assert losses.discriminator_loss(joint_logits=low, shuffled_logits=high).item() < 1e-6  # right
     assert losses.discriminator_loss(joint_logits=high, shuffled_logits=low).item() > 30  # backwards
@@ -78,7 +79,8 @@ def test_softmax_then_cross_entropy_is_the_earlier_implementations_double_softma
     assert losses.softmax_then_cross_entropy(logits, target).item() == pytest.approx(math.log1p(math.exp(-0.5)))
     # a confident right answer is still charged log(1 + e^-1) = 0.31 (on logits it costs ~0)
     assert losses.softmax_then_cross_entropy(torch.tensor([[10.0, -10.0]]), torch.tensor([0])).item() == pytest.approx(
-        math.log1p(math.exp(-1)), abs=1e-6)
+        math.log1p(math.exp(-1)), abs=1e-6
+    )
     # a ClassifierBank's padded class (-inf logit) stays out of both softmaxes
     padded = torch.tensor([[0.0, math.log(3), float("-inf")]])
     assert losses.softmax_then_cross_entropy(padded, target).item() == pytest.approx(math.log1p(math.exp(-0.5)))
@@ -87,7 +89,8 @@ def test_softmax_then_cross_entropy_is_the_earlier_implementations_double_softma
 def test_reversal_loss_is_minus_the_discriminators_whole_loss():
     joint, shuffled = torch.tensor([0.3, -1.0]), torch.tensor([2.0, 0.5])
     assert losses.discriminator_reversal_loss(joint, shuffled).item() == pytest.approx(
-        -losses.discriminator_loss(joint, shuffled).item())
+        -losses.discriminator_loss(joint, shuffled).item()
+    )
 
 
 def test_gaussian_gram_uses_the_median_squared_distance_as_bandwidth():

@@ -1,16 +1,24 @@
 """Shapes of the report's Tables I-V, and every layer of every scoring network doing something."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dismi.errors import DismiError
-from dismi.networks import (Classifier, ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics, encode, seeded,
-                            to_input)
-from dismi.objectives import ExclusiveModel, SharedModel
-
-torch.set_num_threads(1)
+from dismi.model.networks import (
+    Classifier,
+    ClassifierBank,
+    Discriminator,
+    Encoder,
+    GlobalStatistics,
+    LocalStatistics,
+    encode,
+    seeded,
+    to_input,
+)
+from dismi.model.objectives import ExclusiveModel, SharedModel
+from dismi.util.errors import DismiError
 
 
 def _images(n, seed=0):
@@ -39,8 +47,11 @@ def test_encoder_layers_follow_table_1():
     enc = Encoder(8, 16)
     convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in convs] == [
-        (3, 8, (4, 4), (1, 1), (0, 0)), (8, 16, (4, 4), (2, 2), (0, 0)),
-        (16, 32, (4, 4), (2, 2), (0, 0)), (32, 64, (4, 4), (2, 2), (0, 0))]
+        (3, 8, (4, 4), (1, 1), (0, 0)),
+        (8, 16, (4, 4), (2, 2), (0, 0)),
+        (16, 32, (4, 4), (2, 2), (0, 0)),
+        (32, 64, (4, 4), (2, 2), (0, 0)),
+    ]
     assert sum(isinstance(m, nn.BatchNorm2d) for m in enc.modules()) == 3  # conv1-3, not conv0
 
 
@@ -73,11 +84,14 @@ def _layers(net):
     return [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
-@pytest.mark.parametrize("make,inputs", [
-    (lambda: GlobalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
-    (lambda: LocalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
-    (lambda: Discriminator(8, 8), lambda: (torch.randn(4, 8), torch.randn(4, 8))),
-])
+@pytest.mark.parametrize(
+    "make,inputs",
+    [
+        (lambda: GlobalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
+        (lambda: LocalStatistics(16, 8, width=4), lambda: (torch.randn(4, 16, 5, 5), torch.randn(4, 8))),
+        (lambda: Discriminator(8, 8), lambda: (torch.randn(4, 8), torch.randn(4, 8))),
+    ],
+)
 def test_every_layer_of_each_scoring_network_changes_its_output(make, inputs):
     # Regression: an earlier global network overwrote its second dense layer's output.
     torch.manual_seed(0)
@@ -97,7 +111,7 @@ def test_every_layer_of_each_scoring_network_changes_its_output(make, inputs):
 
 def test_classifier_returns_logits_not_probabilities():
     torch.manual_seed(0)
-    clf = Classifier(8, 5)
+    clf = Classifier(8, 5, hidden=256)
     out = clf(torch.randn(16, 8) * 10)
     assert out.shape == (16, 5)
     assert (out < 0).any() and not torch.allclose(out.sum(1), torch.ones(16))
@@ -109,7 +123,7 @@ def test_seeded_build_is_reproducible_and_leaves_global_rng_alone():
     b = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(3))
     c = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(4))
     assert torch.equal(torch.random.get_rng_state(), before)
-    for (k, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
     assert not torch.equal(a.dense.weight, c.dense.weight)
     assert a.convs[3][1].weight.eq(1).all()  # BatchNorm starts at identity
@@ -154,8 +168,11 @@ def test_encode_rejects_float_images_with_one_line():
         encode(Encoder(4, 8), np.zeros((2, 64, 64, 3), dtype=np.float32))
 
 
-BANKS = {"paper": ([10, 10, 10, 8, 4, 15], [10, 10, 10, 8, 4, 15]), "wide": ([10, 4, 15], [32, 32, 32]),
-         "mixed": ([3, 7], [5, 9])}
+BANKS = {
+    "paper": ([10, 10, 10, 8, 4, 15], [10, 10, 10, 8, 4, 15]),
+    "wide": ([10, 4, 15], [32, 32, 32]),
+    "mixed": ([3, 7], [5, 9]),
+}
 
 
 def _separate_and_bank(kind: str):
@@ -220,8 +237,8 @@ def test_a_seeded_classifier_bank_draws_each_block_as_a_linear_layer_would_and_p
     real = torch.zeros_like(bank.w2, dtype=torch.bool)
     for weight, bias, rows, fan_in in bank.blocks():
         assert weight.shape == (rows, fan_in) and bias.shape == (rows,)
-        assert 0 < weight.abs().max() <= fan_in ** -0.5 and bias.abs().max() <= fan_in ** -0.5
-        assert weight.std() > 0.4 * fan_in ** -0.5  # uniform over the whole range, not a corner of it
+        assert 0 < weight.abs().max() <= fan_in**-0.5 and bias.abs().max() <= fan_in**-0.5
+        assert weight.std() > 0.4 * fan_in**-0.5  # uniform over the whole range, not a corner of it
     real[0, :10, :10] = True
     real[1, :4, :4] = True
     assert bank.w2[~real].eq(0).all() and bank.w3[1, 4:].eq(0).all() and bank.b3[1, 4:].eq(0).all()

@@ -1,4 +1,5 @@
 """params.yaml at the boundary: every knob validated, one clear line for a bad value."""
+
 import dataclasses
 import inspect
 import typing
@@ -7,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dismi import training
-from dismi.download import download
-from dismi.errors import DismiError
-from dismi.evaluation import EvalSettings
-from dismi.pairs import pair_data
-from dismi.render import write_synthetic
+from dismi.data.download import download
+from dismi.data.pairs import pair_data
+from dismi.eval.metrics import EvalSettings
+from dismi.synthetic.render import write_synthetic
+from dismi.train import training
+from dismi.util.errors import DismiError
 from stages import params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +35,20 @@ def test_committed_params_are_valid_and_complete_and_are_the_cpu_profile():
     # eq. 6's summed norm, the paper's loss weights and batch; fewer iterations than the report.
     assert (committed["dataset"], committed["width"], committed["l1_reduce"]) == ("synthetic", 16, "sum")
     assert (committed["iters_sh"], committed["iters_ex"], committed["lr_sh"]) == (4000, 2500, 1e-3)
-    for key in ("alpha_sh", "beta_sh", "gamma", "lr_ex", "alpha_ex", "beta_ex", "lambda_adv", "batch_size",
-                "shared_dim", "exclusive_dim", "n_pairs", "switched"):
+    for key in (
+        "alpha_sh",
+        "beta_sh",
+        "gamma",
+        "lr_ex",
+        "alpha_ex",
+        "beta_ex",
+        "lambda_adv",
+        "batch_size",
+        "shared_dim",
+        "exclusive_dim",
+        "n_pairs",
+        "switched",
+    ):
         assert committed[key] == params.KNOBS[key].default, key
 
 
@@ -70,23 +83,26 @@ def test_an_untracked_knob_is_still_read_validated_and_passed_on_but_not_recorde
 
 
 def test_the_device_param_names_no_gpu_index():
-    # Which GPU a run gets is claimed at run time (dismi.devices), so it reruns nothing.
+    # Which GPU a run gets is claimed at run time (dismi.util.devices), so it reruns nothing.
     check = params.KNOBS["device"].check
     assert all(check(v) for v in ("auto", "cpu", "cuda")) and not check("cuda:1")
 
 
-@pytest.mark.parametrize("key, bad, needle", [
-    ("lambda_adv", -1, "a number >= 0"),
-    ("test_fraction", 1.5, "strictly between 0 and 1"),
-    ("dataset", "mnist", "'shapes3d' or 'synthetic'"),
-    ("width", 2.5, "an integer >= 1"),
-    ("width", 0, "an integer >= 1"),
-    ("switched", "yes", "true or false"),
-    ("batch_size", 1, "an integer >= 2"),
-    ("device", "tpu", "'auto'"),
-    ("lr_sh", "fast", "a number > 0"),
-    ("shapes3d_url", "ftp://x", "URL"),
-])
+@pytest.mark.parametrize(
+    "key, bad, needle",
+    [
+        ("lambda_adv", -1, "a number >= 0"),
+        ("test_fraction", 1.5, "strictly between 0 and 1"),
+        ("dataset", "mnist", "'shapes3d' or 'synthetic'"),
+        ("width", 2.5, "an integer >= 1"),
+        ("width", 0, "an integer >= 1"),
+        ("switched", "yes", "true or false"),
+        ("batch_size", 1, "an integer >= 2"),
+        ("device", "tpu", "'auto'"),
+        ("lr_sh", "fast", "a number > 0"),
+        ("shapes3d_url", "ftp://x", "URL"),
+    ],
+)
 def test_bad_value_names_key_value_and_allowed(tmp_path, key, bad, needle):
     f = _write(tmp_path, **{key: bad})
     with pytest.raises(DismiError) as e:
@@ -126,6 +142,7 @@ def test_missing_key_and_missing_file(tmp_path):
 
 # --------------------------------------------------------------------------- the declaration
 
+
 def test_each_knob_is_declared_once():
     # A knob that several stages read is one field of a base class their configs share, not a copy.
     declared: dict[str, set[int]] = {}
@@ -152,8 +169,9 @@ def test_config_fields_are_the_library_argument_names():
     # Every trainer and loop argument a user can set is a knob, under the library's own name.
     assert set(params.TrainShared.defaults().trainer_args()) == _arguments(training.SharedTrainer, "device")
     # `encoder` is no knob: a module that tests plant in place of Table I's (tests/test_independence.py)
-    assert set(params.TrainExclusive.defaults().trainer_args()) == _arguments(training.ExclusiveTrainer, "shared",
-                                                                               "device", "encoder")
+    assert set(params.TrainExclusive.defaults().trainer_args()) == _arguments(
+        training.ExclusiveTrainer, "shared", "device", "encoder"
+    )
     for config in (params.TrainShared, params.TrainExclusive):
         assert set(config.defaults().fit_args()) == _arguments(training.Trainer.fit, "data", "log", "save")
     assert set(params.Evaluate.knobs()) == {f.name for f in dataclasses.fields(EvalSettings)}

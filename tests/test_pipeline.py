@@ -5,6 +5,7 @@ the stages that read it and those after them, that `dvc metrics diff` lists ever
 a queue of lambda_adv runs trains train_shared once (the run-cache restores it for the others) and
 `dvc plots diff` compares them.
 """
+
 import csv
 import io
 import json
@@ -23,9 +24,24 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = ["download", "pairs", "train_shared", "train_exclusive", "evaluate", "plot"]
-TINY = dict(dataset="synthetic", synthetic_grid="small", n_pairs=240, test_fraction=0.25, width=4,
-            shared_dim=8, exclusive_dim=8, batch_size=16, iters_sh=30, iters_ex=30, log_every=10,
-            checkpoint_every=15, probe_epochs=3, retrieval_k=3, retrieval_queries=20, device="cpu")
+TINY = dict(
+    dataset="synthetic",
+    synthetic_grid="small",
+    n_pairs=240,
+    test_fraction=0.25,
+    width=4,
+    shared_dim=8,
+    exclusive_dim=8,
+    batch_size=16,
+    iters_sh=30,
+    iters_ex=30,
+    log_every=10,
+    checkpoint_every=15,
+    probe_epochs=3,
+    retrieval_k=3,
+    retrieval_queries=20,
+    device="cpu",
+)
 
 
 def _env():
@@ -102,8 +118,13 @@ def _restored(output):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     dst = tmp_path_factory.mktemp("project")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for rel in files:
         if rel.startswith("metrics/") or not (REPO / rel).is_file():
             continue  # start from no results, as a fresh user with a clean checkout would after `dvc repro`
@@ -143,24 +164,32 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key, value, first", [
-    ("alpha_sh", 0.3, "train_shared"),
-    ("lambda_adv", 0.02, "train_exclusive"),
-    ("probe_epochs", 2, "evaluate"),
-    ("n_pairs", 200, "pairs"),
-])
+@pytest.mark.parametrize(
+    "key, value, first",
+    [
+        ("alpha_sh", 0.3, "train_shared"),
+        ("lambda_adv", 0.02, "train_exclusive"),
+        ("probe_epochs", 2, "evaluate"),
+        ("n_pairs", 200, "pairs"),
+    ],
+)
 def test_param_reruns_only_its_stage_and_downstream(project, key, value, first):
     dst, _ = project
     out = _dvc(dst, "exp", "run", "-S", f"{key}={value}")
     ran, skipped = _ran(out)
-    expected = set(ALL[ALL.index(first):])
+    expected = set(ALL[ALL.index(first) :])
     assert ran == expected, out
     assert skipped == set(ALL) - expected, out
     # The experiment's results are in the workspace: diff them against the committed baseline.
     diff = json.loads(_dvc(dst, "metrics", "diff", "--all", "--json", stdout_only=True))
     figures = diff["metrics/evaluate.json"]
-    for name in ("shared.shape", "exclusive.floor_hue", "shared.distance_to_ideal",
-                 "exclusive.distance_to_ideal", "retrieval.shared.shape"):
+    for name in (
+        "shared.shape",
+        "exclusive.floor_hue",
+        "shared.distance_to_ideal",
+        "exclusive.distance_to_ideal",
+        "retrieval.shared.shape",
+    ):
         assert name in figures, sorted(figures)
     _sh(dst, "git", "checkout", "-q", "--", ".")  # back to the baseline for the next param
     _dvc(dst, "checkout", "-q")
@@ -177,7 +206,7 @@ def test_results_summarise_named_seed_runs_from_dvcs_own_experiments(project):
     assert "wrote results.md, results.json, accuracy_seeds.png" in out, out
     (tiny,) = [g for g in json.loads((dst / "res" / "results.json").read_text()) if g["group"] == "tiny"]
     assert sorted(tiny["runs"]) == ["tiny-seed1", "tiny-seed2"]
-    by_seed = [_exp_metric(dst, f"tiny-seed{s}", "paper_probe.shared.scale") for s in (1, 2)]
+    by_seed = [_exp_metric(dst, f"tiny-seed{s}", "held_out.paper.shared.scale") for s in (1, 2)]
     assert tiny["mean"]["paper/shared/scale"] == pytest.approx(sum(by_seed) / 2, abs=1e-4)
     assert (dst / "res" / "accuracy_seeds.png").stat().st_size > 1000
 
@@ -190,26 +219,52 @@ def test_results_see_a_queued_sweep_of_an_earlier_commit_grouped_by_its_params(p
     _baseline(dst)
     _dvc(dst, "exp", "run", "--queue", "-S", "seed=range(1,3)", "-S", "lambda_adv=0.025")
     _dvc(dst, "exp", "run", "--run-all", "-j", "1")
-    names = [r["Experiment"] for r in csv.DictReader(io.StringIO(_dvc(dst, "exp", "show", "--csv", stdout_only=True)))
-             if r["Experiment"] and r["lambda_adv"] and float(r["lambda_adv"]) == 0.025]
+    names = [
+        r["Experiment"]
+        for r in csv.DictReader(io.StringIO(_dvc(dst, "exp", "show", "--csv", stdout_only=True)))
+        if r["Experiment"] and r["lambda_adv"] and float(r["lambda_adv"]) == 0.025
+    ]
     _sh(dst, "git", "commit", "-qm", "a later commit", "--allow-empty")  # HEAD is no longer their baseline
     results = _sh(dst, sys.executable, "-m", "stages", "results", "--out", "res-sweep")
     print(results)
-    (sweep,) = [g for g in json.loads((dst / "res-sweep" / "results.json").read_text())
-                if g["group"] == "lambda_adv=0.025"]
+    (sweep,) = [
+        g for g in json.loads((dst / "res-sweep" / "results.json").read_text()) if g["group"] == "lambda_adv=0.025"
+    ]
     assert sorted(sweep["runs"]) == sorted(names) and len(names) == 2, (sweep["runs"], names)
-    values = [_exp_metric(dst, n, "paper_probe.exclusive.scale") for n in names]
+    values = [_exp_metric(dst, n, "held_out.paper.exclusive.scale") for n in names]
     assert sweep["mean"]["paper/exclusive/scale"] == pytest.approx(sum(values) / 2, abs=1e-4)
-    assert sweep["std"]["paper/exclusive/scale"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-4)
+    assert sweep["std"]["paper/exclusive/scale"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-4)
     assert sweep["params"]["lambda_adv"] == 0.025 and "seed" not in sweep["params"]
     assert not {"State", "Executor", "shared.shape", "data/pairs.h5"} & set(sweep["params"])
     # The README's `dvc exp show` for a terminal: 120 columns, both paper-probe distances whole.
     readme = (REPO / "README.md").read_text()
     keep = re.search(r"dvc exp show --drop '\.\*' --keep '([^']+)' --precision 3", readme)[1]
-    r = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "-A", "--drop", ".*", "--keep", keep,
-                        "--precision", "3"], cwd=dst, env=_env() | {"COLUMNS": "120"}, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "show",
+            "--no-pager",
+            "-A",
+            "--drop",
+            ".*",
+            "--keep",
+            keep,
+            "--precision",
+            "3",
+        ],
+        cwd=dst,
+        env=_env() | {"COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
-    assert "paper_probe.shared.distance_to_ideal" in r.stdout and "paper_probe.exclusive.distance_to_ideal" in r.stdout
+    assert (
+        "held_out.paper.shared.distance_to_ideal" in r.stdout
+        and "held_out.paper.exclusive.distance_to_ideal" in r.stdout
+    )
     assert all(len(line) <= 120 for line in r.stdout.splitlines()) and "…" not in r.stdout, r.stdout
     assert all(n in r.stdout for n in names), r.stdout
 
@@ -246,19 +301,32 @@ def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(p
     assert not _ran(back)[0] & {"download", "pairs", "train_shared", "train_exclusive"}, back
     # dvc plots diff compares the two runs: per representation the six online accuracies in one plot
     # and the loss terms in another, both runs in each; the PNG figures as images.
-    plots = json.loads(_dvc(dst, "plots", "diff", "q-lam1", "q-lam2", "--json", "-o", str(dst.parent / "dvc_plots"),
-                            stdout_only=True))["data"]
+    plots = json.loads(
+        _dvc(dst, "plots", "diff", "q-lam1", "q-lam2", "--json", "-o", str(dst.parent / "dvc_plots"), stdout_only=True)
+    )["data"]
     for rep in ("shared", "exclusive"):
         for plot_id in (f"{rep}_online_acc", f"{rep}_online_acc_paper", f"{rep}_losses"):
             assert plot_id in plots, sorted(plots)
             (vega,) = plots[plot_id]
             assert vega["type"] == "vega" and set(vega["revisions"]) == set(runs), vega["revisions"]
-    lines = {plot_id: {row["filename::field"] for row in plots[plot_id][0]["content"]["data"]["values"]}
-             for plot_id in ("shared_online_acc", "exclusive_losses")}
-    assert lines["shared_online_acc"] == {f"{f}.tsv::{f}" for f in ("floor_hue", "wall_hue", "object_hue", "scale",
-                                                                    "shape", "orientation")}
-    assert lines["exclusive_losses"] == {f"{t}.tsv::{t.split('/')[1]}" for t in (
-        "loss/total", "mi/global", "mi/local", "loss/adv_encoder", "loss/adv_discriminator", "loss/classifier")}
+    lines = {
+        plot_id: {row["filename::field"] for row in plots[plot_id][0]["content"]["data"]["values"]}
+        for plot_id in ("shared_online_acc", "exclusive_losses")
+    }
+    assert lines["shared_online_acc"] == {
+        f"{f}.tsv::{f}" for f in ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+    }
+    assert lines["exclusive_losses"] == {
+        f"{t}.tsv::{t.split('/')[1]}"
+        for t in (
+            "loss/total",
+            "mi/global",
+            "mi/local",
+            "loss/adv_encoder",
+            "loss/adv_discriminator",
+            "loss/classifier",
+        )
+    }
     for png in ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves"):
         images = plots[f"metrics/plots/{png}.png"]
         assert {i["type"] for i in images} == {"image"} and {r for i in images for r in i["revisions"]} == set(runs)
@@ -291,8 +359,14 @@ def test_a_killed_queued_run_resumes_in_the_next_queued_run_of_its_configuration
     settings = _settings(alpha_sh=0.55, **LONG)
     _dvc(dst, "exp", "run", "--queue", "-n", "killed", "train_shared", *settings)
     since = time.time()
-    run = subprocess.Popen([sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", "1"], cwd=dst, env=_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "exp", "run", "--run-all", "-j", "1"],
+        cwd=dst,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     killed_at = _kill_at_checkpoint(run, dst / ".dvc" / "tmp", "train-shared", 200, since)
     # dvclive's step signal, in the repository the queue runs from, where VS Code's extension reads it
     signal_file = dst / ".dvc" / "tmp" / "exps" / "run" / "DVCLIVE_STEP_COMPLETED"
@@ -313,9 +387,23 @@ def test_a_killed_queued_run_resumes_in_the_next_queued_run_of_its_configuration
     p = yaml.safe_load((dst / "params.yaml").read_text()) | {"alpha_sh": 0.55, **LONG}
     ref.mkdir()
     (ref / "params.yaml").write_text(yaml.safe_dump(p))
-    out = _sh(dst, sys.executable, "-m", "stages", "train-shared", "--pairs", "data/pairs.h5", "--model",
-              str(ref / "shared.pt"), "--live", str(ref / "live"), "--params", str(ref / "params.yaml"),
-              "--checkpoints", str(ref / "ck"))
+    out = _sh(
+        dst,
+        sys.executable,
+        "-m",
+        "stages",
+        "train-shared",
+        "--pairs",
+        "data/pairs.h5",
+        "--model",
+        str(ref / "shared.pt"),
+        "--live",
+        str(ref / "live"),
+        "--params",
+        str(ref / "params.yaml"),
+        "--checkpoints",
+        str(ref / "ck"),
+    )
     assert "starting fresh" in out
     _dvc(dst, "exp", "apply", "resumed")
     assert (dst / "models" / "shared.pt").read_bytes() == (ref / "shared.pt").read_bytes()
@@ -347,8 +435,9 @@ def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, 
     script = ["bash", str(REPO / "docs" / "runners" / "slurm_array.sh"), str(origin), commit, str(runs)]
     env_a = {"SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "a", "DISMI_SCRATCH": str(tmp_path / "a")}
     since = time.time()
-    first = subprocess.Popen(script, cwd=tmp_path, env=_env() | env_a, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        script, cwd=tmp_path, env=_env() | env_a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     killed_at = _kill_at_checkpoint(first, tmp_path / "a", "train-shared", 200, since)
     assert first.wait(timeout=300) != 0
     # Requeued: the same task again, from a fresh clone (the script deletes the old one).
@@ -368,21 +457,28 @@ def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, 
     assert rb.returncode == 0, rb.stdout + rb.stderr
     assert "train_shared" in _restored(rb.stdout + rb.stderr), rb.stdout + rb.stderr
     assert _ran(rb.stdout + rb.stderr)[0] == {"train_exclusive", "evaluate", "plot"}, rb.stdout + rb.stderr
-    assert _sh(tmp_path / "b-node" / "dismi-b-1", "git", "hash-object", "models/shared.pt", stdout_only=True) == \
-        _sh(tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/shared.pt", stdout_only=True)
+    assert _sh(tmp_path / "b-node" / "dismi-b-1", "git", "hash-object", "models/shared.pt", stdout_only=True) == _sh(
+        tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/shared.pt", stdout_only=True
+    )
 
     b = tmp_path / "b"
     _sh(tmp_path, "git", "clone", "-q", str(origin), str(b))
     _dvc(b, "exp", "pull", "origin", "other-lambda")
     assert "other-lambda" in _dvc(b, "exp", "show", "--csv", stdout_only=True)
     exp_rev = _dvc(b, "exp", "show", "--json", stdout_only=True)
-    rev = next(e["rev"] for row in json.loads(exp_rev) for e in row.get("experiments") or []
-               for e in [e["revs"][0]] if e.get("name") == "other-lambda")
+    rev = next(
+        e["rev"]
+        for row in json.loads(exp_rev)
+        for e in row.get("experiments") or []
+        for e in [e["revs"][0]]
+        if e.get("name") == "other-lambda"
+    )
     diff = json.loads(_dvc(b, "metrics", "diff", "HEAD", rev, "--all", "--json", stdout_only=True))
     assert "exclusive.distance_to_ideal" in diff["metrics/evaluate.json"]
     _dvc(b, "exp", "apply", "other-lambda")
     _dvc(b, "pull", "-q")
     assert (b / "models" / "exclusive.pt").stat().st_size > 0
     assert "up to date" in _dvc(b, "status").lower()  # B's workspace is A's run: nothing to retrain
-    assert _sh(b, "git", "hash-object", "models/exclusive.pt", stdout_only=True) == \
-        _sh(tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/exclusive.pt", stdout_only=True)
+    assert _sh(b, "git", "hash-object", "models/exclusive.pt", stdout_only=True) == _sh(
+        tmp_path / "a" / "dismi-a-0", "git", "hash-object", "models/exclusive.pt", stdout_only=True
+    )

@@ -1,6 +1,7 @@
 """What `dvc plots show` draws from the committed metrics: the held-out curves one panel per
 (representation, probe), and, with the page `python -m stages offline-plots` writes, charts that a
 browser with no network draws (checked in headless Chromium where it is installed)."""
+
 import json
 import os
 import re
@@ -38,16 +39,18 @@ def checkout(tmp_path_factory):
 
 
 def test_held_out_curves_are_drawn_per_representation_and_probe(checkout):
-    plots = json.loads(_run(checkout, sys.executable, "-m", "dvc", "plots", "show", "--json", "-o",
-                            str(checkout / "out")))
+    plots = json.loads(
+        _run(checkout, sys.executable, "-m", "dvc", "plots", "show", "--json", "-o", str(checkout / "out"))
+    )
     plots = plots.get("data", plots)
     for plot_id, ys in (("held_out_accuracy", set(FACTORS)), ("metrics/curves.json", {"distance_to_ideal"})):
         (vega,) = plots[plot_id]
         spec = vega["content"]
         assert spec["facet"]["row"]["field"] == "representation" and spec["facet"]["column"]["field"] == "probe"
         rows = spec["data"]["values"]
-        assert {(r["representation"], r["probe"]) for r in rows} == {(rep, probe) for rep in ("shared", "exclusive")
-                                                                      for probe in ("paper", "wide")}
+        assert {(r["representation"], r["probe"]) for r in rows} == {
+            (rep, probe) for rep in ("shared", "exclusive") for probe in ("paper", "wide")
+        }
         y = spec["spec"]["encoding"]["y"]["field"]
         if len(ys) > 1:  # several fields: DVC stacks their values in one column, named in `field`
             assert {r["field"] for r in rows} == ys and y == "dvc_inferred_y_value"
@@ -74,13 +77,25 @@ def test_dvc_plots_show_draws_every_chart_with_no_network(checkout):
     n_vega = html.count("vegaEmbed('#")
     assert n_vega >= 8
     # Every request through a proxy that does not exist: nothing can be fetched.
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--proxy-server=127.0.0.1:9",
-                          "--virtual-time-budget=20000", "--dump-dom", (checkout / "offline" / "index.html").as_uri()],
-                         capture_output=True, text=True, timeout=300).stdout
+    dom = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--proxy-server=127.0.0.1:9",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            (checkout / "offline" / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     charts = dom.split('class="vega-embed')[1:]
     assert len(charts) == n_vega, f"{len(charts)} of {n_vega} charts drawn"
     for chart in charts:  # a drawn chart: an SVG with at least one line or symbol path
         assert re.search(r'<svg[^>]*class="marks".*?<path[^>]* d="M', chart, re.S), chart[:300]
-    facet = dom[dom.index('id="held_out_accuracy"'):]
-    facet = facet[:facet.index("<div id=", 10)]
+    facet = dom[dom.index('id="held_out_accuracy"') :]
+    facet = facet[: facet.index("<div id=", 10)]
     assert all(f">{t}<" in facet for t in ("shared", "exclusive", "paper", "wide"))  # the panels' headers

@@ -1,10 +1,12 @@
 """Figures return titled Figures with the numbers they were given."""
+
 import matplotlib.image
 import numpy as np
 import pytest
 
-from dismi import plotting
-from dismi.factors import FACTORS
+from dismi.data.factors import FACTORS
+from dismi.data.results import Results
+from dismi.eval import plotting
 
 ACC = {f: 0.1 * (i + 1) for i, f in enumerate(FACTORS)}
 N_VALUES = [10, 10, 10, 8, 4, 15]
@@ -20,9 +22,9 @@ def _titles(fig):
 
 # ---- figures -------------------------------------------------------------------------------
 
+
 def test_learning_curves_one_panel_per_factor_with_chance():
-    fig = plotting.learning_curves({rep: {f: _curve() for f in FACTORS} for rep in ("shared", "exclusive")},
-                                   N_VALUES)
+    fig = plotting.learning_curves({rep: {f: _curve() for f in FACTORS} for rep in ("shared", "exclusive")}, N_VALUES)
     assert "report Fig. 2" in fig.get_suptitle()
     assert _titles(fig) == [f"{f} ({plotting.OWNER[f]})" for f in FACTORS]
     ax = fig.axes[FACTORS.index("shape")]
@@ -34,20 +36,34 @@ def test_learning_curves_one_panel_per_factor_with_chance():
 
 def test_accuracy_table_names_ours_paper_report_ideal_chance():
     paper_acc = {f: 0.5 for f in FACTORS}
-    results = {"shared": {**ACC, "distance_to_ideal": 1.5}, "exclusive": {**ACC, "distance_to_ideal": 0.25},
-               "paper_probe": {"shared": {**paper_acc, "distance_to_ideal": 1.25},
-                               "exclusive": {**paper_acc, "distance_to_ideal": 0.75}},
-               "online": {"shared": ACC, "exclusive": ACC}, "online_paper": {"shared": ACC, "exclusive": ACC}}
+    results = Results(
+        held_out={
+            "wide": {"shared": {**ACC, "distance_to_ideal": 1.5}, "exclusive": {**ACC, "distance_to_ideal": 0.25}},
+            "paper": {
+                "shared": {**paper_acc, "distance_to_ideal": 1.25},
+                "exclusive": {**paper_acc, "distance_to_ideal": 0.75},
+            },
+        },
+        online={"wide": {"shared": ACC, "exclusive": ACC}, "paper": {"shared": ACC, "exclusive": ACC}},
+        retrieval={},
+    )
     fig = plotting.accuracy_table(results, N_VALUES)
     assert "Table VI" in fig.get_suptitle()
-    assert _titles(fig)[0].startswith("Classifier on S (shared): distance to ideal, paper probe 1.250, wide 1.500 "
-                                      "(paper 0.0020")
-    assert "paper probe 0.750, wide 0.250 (paper 0.1955, report 0.600)" in _titles(fig)[1]
+    assert _titles(fig)[0].startswith(
+        "Classifier on S (shared): distance to ideal, paper 1.250, wide 1.500 (paper 0.0020"
+    )
+    assert "paper 0.750, wide 0.250 (paper 0.1955, report 0.600)" in _titles(fig)[1]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"ideal", "chance", "ours, paper probe, held-out", "ours, wide probe, held-out",
-            "Sanchez et al. (paper)", "Busellato (report)"} <= set(labels)
+    assert {
+        "ideal",
+        "chance",
+        "ours, paper probe, held-out",
+        "ours, wide probe, held-out",
+        "Sanchez et al. (paper)",
+        "Busellato (report)",
+    } <= set(labels)
     # The first six bars on S are ours, paper probe, held-out; the next six the wide probe, in percent.
-    heights = [p.get_height() for p in fig.axes[0].patches[:2 * len(FACTORS)]]
+    heights = [p.get_height() for p in fig.axes[0].patches[: 2 * len(FACTORS)]]
     assert heights == pytest.approx([50.0] * len(FACTORS) + [100 * ACC[f] for f in FACTORS])
 
 
@@ -59,14 +75,18 @@ def test_retrieval_grid_shows_queries_beside_their_neighbours():
     assert "paper Fig. 4" in fig.get_suptitle()
     assert [t.split(":")[0] for t in _titles(fig)] == ["Nearest by S (shared)", "Nearest by E (exclusive)"]
     mosaic = fig.axes[0].get_images()[0].get_array()
-    assert np.array_equal(mosaic[:64, :64], queries[0])      # top-left tile: the first query
-    assert np.array_equal(mosaic[68:132, :64], queries[1])   # one tile (64) and one gap (4) lower
+    assert np.array_equal(mosaic[:64, :64], queries[0])  # top-left tile: the first query
+    assert np.array_equal(mosaic[68:132, :64], queries[1])  # one tile (64) and one gap (4) lower
     assert np.array_equal(mosaic[:64, -68:-4], nbrs["shared"][0, 2])  # its farthest shown neighbour by S
 
 
 def test_losses_one_panel_per_stage():
-    fig = plotting.losses({"shared": {"loss/total": _curve(), "mi/global": _curve(), "loss/l1": _curve()},
-                           "exclusive": {"loss/total": _curve(), "loss/adv_encoder": _curve()}})
+    fig = plotting.losses(
+        {
+            "shared": {"loss/total": _curve(), "mi/global": _curve(), "loss/l1": _curve()},
+            "exclusive": {"loss/total": _curve(), "loss/adv_encoder": _curve()},
+        }
+    )
     assert _titles(fig) == ["Shared stage (eq. 5-7) training losses", "Exclusive stage (eq. 8-10) training losses"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["loss/total", "mi/global", "loss/l1"]
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["loss/total", "loss/adv_encoder"]
@@ -81,9 +101,14 @@ def test_save_figure_writes_a_png_and_no_temporary(tmp_path):
 
 # ---- studies over seeds and held-out curves ---------------------------------------------------
 
+
 def _figures(value: float) -> dict[str, float]:
-    return {f"{probe}/{rep}/{f}": value for probe in ("paper", "wide") for rep in ("shared", "exclusive")
-            for f in (*FACTORS, "distance_to_ideal")}
+    return {
+        f"{probe}/{rep}/{f}": value
+        for probe in ("paper", "wide")
+        for rep in ("shared", "exclusive")
+        for f in (*FACTORS, "distance_to_ideal")
+    }
 
 
 def test_accuracy_over_seeds_draws_both_probes_with_error_bars():
@@ -92,7 +117,7 @@ def test_accuracy_over_seeds_draws_both_probes_with_error_bars():
     assert _titles(fig)[0].startswith("Classifier on S (shared): distance to ideal, paper probe 0.500 ± 0.100")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"paper probe (Table V), held-out", "wide probe (2x256), held-out", "ideal", "chance"} <= set(labels)
-    heights = [p.get_height() for p in fig.axes[0].patches[:len(FACTORS)]]
+    heights = [p.get_height() for p in fig.axes[0].patches[: len(FACTORS)]]
     assert heights == pytest.approx([50.0] * len(FACTORS))
     # One error bar per bar of ours, as long as the spread: drawn, not only the mean.
     bars = [c for c in fig.axes[0].containers if type(c).__name__ == "BarContainer"][0]
@@ -111,9 +136,12 @@ def test_lambda_curve_has_one_series_per_factor_with_error_bars():
 
 
 def test_held_out_curves_plot_each_probe_and_representation_against_iterations():
-    rows = [{"representation": rep, "probe": probe, "iteration": it, **{f: a for f in FACTORS},
-             "distance_to_ideal": 3 * a}
-            for rep in ("shared", "exclusive") for probe in ("paper", "wide") for it, a in ((100, 0.2), (200, 0.4))]
+    rows = [
+        {"representation": rep, "probe": probe, "iteration": it, **{f: a for f in FACTORS}, "distance_to_ideal": 3 * a}
+        for rep in ("shared", "exclusive")
+        for probe in ("paper", "wide")
+        for it, a in ((100, 0.2), (200, 0.4))
+    ]
     fig = plotting.held_out_curves(rows)
     ax = fig.axes[FACTORS.index("scale")]
     assert ax.get_title() == "scale (shared factor)"
@@ -122,12 +150,15 @@ def test_held_out_curves_plot_each_probe_and_representation_against_iterations()
     assert fig.axes[6].lines[0].get_ydata().tolist() == pytest.approx([0.6, 1.2])  # distance, not in percent
 
 
-@pytest.mark.parametrize("lambdas, scale", [([0.0, 0.05], "linear"), ([0.01, 0.1, 1.0], "log"),
-                                            ([0.0, 0.01, 1.0], "symlog"), ([0.0, 0.01], "linear")])
+@pytest.mark.parametrize(
+    "lambdas, scale",
+    [([0.0, 0.05], "linear"), ([0.01, 0.1, 1.0], "log"), ([0.0, 0.01, 1.0], "symlog"), ([0.0, 0.01], "linear")],
+)
 def test_lambda_curve_uses_a_log_axis_when_the_values_span_two_decades(lambdas, scale):
     n = len(lambdas)
-    fig = plotting.lambda_adv_curve(np.array(lambdas), {f: np.full(n, 0.5) for f in FACTORS},
-                                    {f: np.zeros(n) for f in FACTORS})
+    fig = plotting.lambda_adv_curve(
+        np.array(lambdas), {f: np.full(n, 0.5) for f in FACTORS}, {f: np.zeros(n) for f in FACTORS}
+    )
     ax = fig.axes[0]
     assert ax.get_xscale() == scale
     low, high = ax.get_xlim()

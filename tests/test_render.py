@@ -2,6 +2,7 @@
 
 Everything runs on tiny grids; the full-grid speed and memory are a benchmark in the note, not a test.
 """
+
 import colorsys
 import os
 
@@ -9,12 +10,21 @@ import h5py
 import numpy as np
 import pytest
 
-from dismi import render as R
-from dismi.compose import GRIDS, make_grid, render
-from dismi.factors import FACTORS, SIZES, VALUES, classes_to_values, index_to_classes, values_to_classes
-from dismi.raytrace import SKY_RGB
-from dismi.render import write_synthetic
-from dismi.shapes3d import read_images, validate_file
+from dismi.data.factors import FACTORS, SIZES, VALUES, classes_to_values, index_to_classes, values_to_classes
+from dismi.data.shapes3d import read_images, validate_file
+from dismi.synthetic import render as R
+from dismi.synthetic.compose import GRIDS, check_classes, image_blocks, make_grid
+from dismi.synthetic.raytrace import SKY_RGB
+from dismi.synthetic.render import write_synthetic
+
+
+def render(classes) -> np.ndarray:
+    """(N, 6) classes -> (N, 64, 64, 3) uint8 images, in memory: what write_synthetic writes, for comparisons."""
+    classes = check_classes(classes)
+    if not len(classes):
+        return np.empty((0, 64, 64, 3), dtype=np.uint8)
+    return np.concatenate(list(image_blocks(classes)))
+
 
 TINY = make_grid([[0, 5], [2, 7], [1, 8], [0, 7], [0, 1, 2, 3], [0, 7, 14]])  # 2x2x2x2x4x3 = 192 images
 
@@ -24,6 +34,7 @@ def _digests(images):
 
 
 # --- grids -----------------------------------------------------------------------------------------
+
 
 def test_full_grid_is_the_official_order():
     full = GRIDS["full"]
@@ -61,6 +72,7 @@ def test_make_grid_orders_orientation_fastest_and_checks_its_input():
 
 
 # --- images ----------------------------------------------------------------------------------------
+
 
 def test_render_shape_dtype_and_bad_input():
     images = render(TINY[:5])
@@ -157,6 +169,7 @@ def test_shadow_darkens_the_floor():
 
 # --- the file --------------------------------------------------------------------------------------
 
+
 def test_write_synthetic_official_layout(tmp_path):
     path = tmp_path / "sub" / "shapes3d.h5"
     assert write_synthetic(path, grid=TINY, progress=False) == path
@@ -185,8 +198,9 @@ def test_write_synthetic_any_grid_and_chunking(tmp_path):
     """A non-product list of classes, odd chunk sizes and one worker give the same images."""
     rows = TINY[[0, 3, 4, 50, 51, 120, 191]]
     for chunk_rows, workers in ((1, 1), (4, 2), (100, 3)):
-        path = write_synthetic(tmp_path / f"g{chunk_rows}.h5", grid=rows, progress=False,
-                               chunk_rows=chunk_rows, workers=workers)
+        path = write_synthetic(
+            tmp_path / f"g{chunk_rows}.h5", grid=rows, progress=False, chunk_rows=chunk_rows, workers=workers
+        )
         with h5py.File(path, "r") as f:
             np.testing.assert_array_equal(f["images"][()], render(rows))
             np.testing.assert_array_equal(f["labels"][()], classes_to_values(rows))
@@ -199,7 +213,9 @@ def test_write_synthetic_any_grid_and_chunking(tmp_path):
 def test_write_synthetic_can_write_the_real_files_chunk_layout(tmp_path, monkeypatch):
     # What h5py chooses by itself for the full file's shape, hence most likely the real file's layout.
     with h5py.File(tmp_path / "probe.h5", "w", driver="core", backing_store=False) as f:
-        assert f.create_dataset("i", shape=(480_000, 64, 64, 3), dtype=np.uint8, chunks=True).chunks == R.OFFICIAL_CHUNKS
+        assert (
+            f.create_dataset("i", shape=(480_000, 64, 64, 3), dtype=np.uint8, chunks=True).chunks == R.OFFICIAL_CHUNKS
+        )
     expected = render(TINY)
     # The real chunks hold 15,000 rows; cut them to 50 here so the grid spans several, the last one partial.
     for rows in (R.OFFICIAL_CHUNKS[0], 50):

@@ -9,44 +9,48 @@
 
 Models are built through the trainers, so a mistake in the trainer's wiring fails too. Tiny sizes.
 """
+
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import params_file, run_stage, tiny_pairs
-from dismi import losses, training
-from dismi.files import file_sha256
-from dismi.networks import Encoder, seeded, to_input
-from dismi.pairfile import TEST, TRAIN
-from dismi.training import DevicePairs, ExclusiveTrainer, SharedTrainer
+from dismi.data.pairfile import TEST, TRAIN
+from dismi.model import losses
+from dismi.model.networks import Encoder, seeded, to_input
+from dismi.train import modelfile, training
+from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer
+from dismi.util.files import file_sha256
 from stages.__main__ import app
 
-torch.set_num_threads(1)
 CPU = torch.device("cpu")
 WIDTH, DIM, PAIRS = 2, 4, 4  # encoder width, size of S and of E, pairs per batch
 
 
 def _shared(alpha=0.0, beta=0.0, gamma=0.0, lr=1e-3) -> SharedTrainer:
-    return SharedTrainer(width=WIDTH, dim=DIM, alpha=alpha, beta=beta, gamma=gamma, switched=True, lr=lr, seed=0,
-                         device=CPU)
+    return SharedTrainer(
+        width=WIDTH, dim=DIM, alpha=alpha, beta=beta, gamma=gamma, switched=True, lr=lr, seed=0, device=CPU
+    )
 
 
 def _exclusive(alpha=0.0, beta=0.0, lambda_adv=0.0, lr=1e-3) -> ExclusiveTrainer:
     shared = seeded(lambda: Encoder(WIDTH, DIM), torch.Generator().manual_seed(5)).eval()
-    return ExclusiveTrainer(shared=shared, width=WIDTH, dim=DIM, alpha=alpha, beta=beta, lambda_adv=lambda_adv,
-                            lr=lr, seed=0, device=CPU)
+    return ExclusiveTrainer(
+        shared=shared, width=WIDTH, dim=DIM, alpha=alpha, beta=beta, lambda_adv=lambda_adv, lr=lr, seed=0, device=CPU
+    )
 
 
-def _batch():
+def _batch(tiny_pairs):
     """A fixed batch of train pairs: network input (2B, 3, 64, 64), classes (2B, 6), negatives (2B,)."""
-    images, classes = DevicePairs(tiny_pairs(), TRAIN, CPU).pairs(PAIRS, torch.Generator().manual_seed(0))
+    train = DevicePairs(tiny_pairs(), TRAIN, CPU)
+    rows = train.draw(PAIRS, torch.Generator().manual_seed(0))  # X images, then their Y partners
+    images, classes = train.images[rows], train.classes[rows]
     return to_input(images), classes, losses.other_in_view(PAIRS, torch.Generator().manual_seed(1), CPU)
 
 
-def _terms(trainer) -> dict[str, torch.Tensor]:
+def _terms(tiny_pairs, trainer) -> dict[str, torch.Tensor]:
     """The model's loss terms on the fixed batch, as the trainer's step computes them."""
-    x, classes, negatives = _batch()
+    x, classes, negatives = _batch(tiny_pairs)
     if isinstance(trainer, SharedTrainer):
         return trainer.model(x, classes, negatives)
     with torch.no_grad():
@@ -75,17 +79,18 @@ BOTH = pytest.mark.parametrize("make", [_shared, _exclusive], ids=["shared", "ex
 
 # --------------------------------------------------------------------------- (i) classifiers stay unsupervised
 
+
 @BOTH
-def test_online_classifier_loss_gives_the_encoder_no_gradient(make):
+def test_online_classifier_loss_gives_the_encoder_no_gradient(make, tiny_pairs):
     trainer = make(alpha=0.5, beta=1.0)
-    terms = _terms(trainer)
+    terms = _terms(tiny_pairs, trainer)
     assert _grad(terms["classifier"], trainer.model.encoder) == 0.0
     assert _grad(terms["classifier"], trainer.model.classifiers) > 0.0  # while the classifiers do learn
     assert _grad(terms["total"], trainer.model.encoder) > 0.0  # and the objective does reach the encoder
 
 
 @BOTH
-def test_training_with_every_objective_weight_zero_leaves_the_encoder_untouched(make):
+def test_training_with_every_objective_weight_zero_leaves_the_encoder_untouched(make, tiny_pairs):
     # Only the classifiers' loss is left: if it reached the encoder, Adam would move it.
     trainer = make(lr=1e-2)
     encoder, classifiers = _params(trainer.model.encoder), _params(trainer.model.classifiers)
@@ -96,51 +101,55 @@ def test_training_with_every_objective_weight_zero_leaves_the_encoder_untouched(
 
 # --------------------------------------------------------------------------- (ii) gamma, (iii) lambda_adv
 
+
 @pytest.mark.parametrize("gamma", [0.25, 2.0])
-def test_gamma_adds_the_l1_distance_to_the_minimised_objective(gamma):
-    terms = _terms(_shared(gamma=gamma))
+def test_gamma_adds_the_l1_distance_to_the_minimised_objective(gamma, tiny_pairs):
+    terms = _terms(tiny_pairs, _shared(gamma=gamma))
     assert terms["l1"].item() > 0
     assert terms["total"].item() == pytest.approx(gamma * terms["l1"].item(), rel=1e-5)
 
 
-def test_training_on_the_l1_term_alone_pulls_s_x_and_s_y_together():
+def test_training_on_the_l1_term_alone_pulls_s_x_and_s_y_together(tiny_pairs):
     trainer = _shared(gamma=1.0, lr=1e-2)
-    before = _terms(trainer)["l1"].item()
+    before = _terms(tiny_pairs, trainer)["l1"].item()
     trainer.run(DevicePairs(tiny_pairs(), TRAIN, CPU), batch_size=8, n=20)
-    assert _terms(trainer)["l1"].item() < 0.8 * before  # 0.36 vs 0.59 here; with gamma's sign flipped, 38
+    assert _terms(tiny_pairs, trainer)["l1"].item() < 0.8 * before  # 0.36 vs 0.59 here; with gamma's sign flipped, 38
 
 
 @pytest.mark.parametrize("lambda_adv", [0.25, 2.0])
-def test_lambda_adv_adds_the_encoders_adversarial_loss_to_the_minimised_objective(lambda_adv):
-    terms = _terms(_exclusive(lambda_adv=lambda_adv))
+def test_lambda_adv_adds_the_encoders_adversarial_loss_to_the_minimised_objective(lambda_adv, tiny_pairs):
+    terms = _terms(tiny_pairs, _exclusive(lambda_adv=lambda_adv))
     assert terms["adv_encoder"].item() > 0
     assert terms["total"].item() == pytest.approx(lambda_adv * terms["adv_encoder"].item(), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- (iv) alpha global, beta local
 
+
 @BOTH
-def test_alpha_weighs_the_global_mi_and_beta_the_local_mi(make):
+def test_alpha_weighs_the_global_mi_and_beta_the_local_mi(make, tiny_pairs):
     # The objective maximises MI: alpha alone gives -global, reaching the global network only.
-    terms = _terms(make(alpha=1.0))
+    terms = _terms(tiny_pairs, make(alpha=1.0))
     assert terms["total"].item() == pytest.approx(-terms["global"].item(), rel=1e-5)
     trainer = make(alpha=1.0)
-    terms = _terms(trainer)
+    terms = _terms(tiny_pairs, trainer)
     assert _grad(terms["total"], trainer.model.global_net) > 0.0
     assert _grad(terms["total"], trainer.model.local_net) == 0.0
     trainer = make(beta=1.0)
-    terms = _terms(trainer)
+    terms = _terms(tiny_pairs, trainer)
     assert terms["total"].item() == pytest.approx(-terms["local"].item(), rel=1e-5)
     assert _grad(terms["total"], trainer.model.local_net) > 0.0
     assert _grad(terms["total"], trainer.model.global_net) == 0.0
     # Both at once, with different weights.
-    terms = _terms(make(alpha=0.3, beta=0.7))
+    terms = _terms(tiny_pairs, make(alpha=0.3, beta=0.7))
     assert abs(terms["global"].item() - terms["local"].item()) > 1e-3  # a swap would show
-    assert terms["total"].item() == pytest.approx(-(0.3 * terms["global"].item() + 0.7 * terms["local"].item()),
-                                                  rel=1e-5)
+    assert terms["total"].item() == pytest.approx(
+        -(0.3 * terms["global"].item() + 0.7 * terms["local"].item()), rel=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- (v) who updates what
+
 
 def _ids(params) -> set[int]:
     return {id(p) for p in params}
@@ -166,7 +175,7 @@ def test_shared_stage_optimises_every_parameter_of_its_model_once():
     assert len(params) == len(_ids(params)) and _ids(params) == _ids(trainer.model.parameters())
 
 
-def test_a_step_moves_d_and_e_but_never_the_frozen_shared_encoder():
+def test_a_step_moves_d_and_e_but_never_the_frozen_shared_encoder(tiny_pairs):
     trainer = _exclusive(alpha=0.5, beta=1.0, lambda_adv=0.01, lr=1e-2)
     d, e, s = (_params(m) for m in (trainer.model.discriminator, trainer.model.encoder, trainer.shared))
     trainer.run(DevicePairs(tiny_pairs(), TRAIN, CPU), batch_size=PAIRS, n=1)
@@ -176,7 +185,8 @@ def test_a_step_moves_d_and_e_but_never_the_frozen_shared_encoder():
 
 # --------------------------------------------------------------------------- (vi) no test image in training
 
-def _tagged_pairs():
+
+def _tagged_pairs(tiny_pairs):
     """tiny_pairs() with each image's row written into its corner pixel, so an image names itself."""
     data = tiny_pairs()
     data.images[:, 0, 0, 0] = np.arange(len(data.images))  # 96 rows: fits a uint8
@@ -192,8 +202,8 @@ def _split_pairs(data, split) -> set[tuple[int, int]]:
     return set(zip(data.x[p].tolist(), data.y[p].tolist()))
 
 
-def test_train_device_pairs_hold_only_train_images_and_train_pairs():
-    data = _tagged_pairs()
+def test_train_device_pairs_hold_only_train_images_and_train_pairs(tiny_pairs):
+    data = _tagged_pairs(tiny_pairs)
     train = DevicePairs(data, TRAIN, CPU)
     assert set(_rows(train.images)) == set(data.image_rows(TRAIN).tolist())
     assert not set(_rows(train.images)) & set(data.image_rows(TEST).tolist())
@@ -201,17 +211,19 @@ def test_train_device_pairs_hold_only_train_images_and_train_pairs():
 
 
 @BOTH
-def test_a_training_run_never_draws_a_test_image(make):
-    data, seen = _tagged_pairs(), []
+def test_a_training_run_never_draws_a_test_image(make, tiny_pairs):
+    data, seen = _tagged_pairs(tiny_pairs), []
     trainer = make(alpha=0.5, beta=1.0)
     step = trainer.step
 
     def spy(images, classes, **kw):
         seen.append(images.clone())
         return step(images, classes, **kw)
+
     trainer.step = spy
-    trainer.fit(data, iters=6, batch_size=8, log_every=3, checkpoint_every=6, log=lambda *a: None,
-                save=lambda state: None)
+    trainer.fit(
+        data, iters=6, batch_size=8, log_every=3, checkpoint_every=6, log=lambda *a: None, save=lambda state: None
+    )
     assert len(seen) == 6
     train_pairs = _split_pairs(data, TRAIN)
     for images in seen:
@@ -222,13 +234,47 @@ def test_a_training_run_never_draws_a_test_image(make):
 # --------------------------------------------------------------------------- (vii) stage -> trainer params
 
 # Every value distinct, so that handing one param where another belongs shows.
-PARAMS = dict(alpha_sh=0.31, beta_sh=0.73, gamma=0.17, lr_sh=3e-3, width=3, shared_dim=5, switched=False, seed=7,
-              l1_reduce="sum", alpha_ex=0.29, beta_ex=0.61, lambda_adv=0.043, lr_ex=4e-3, exclusive_dim=6,
-              iters_sh=37, iters_ex=41, batch_size=9, log_every=11, checkpoint_every=13)
-SHARED_ARGS = {"alpha": "alpha_sh", "beta": "beta_sh", "gamma": "gamma", "lr": "lr_sh", "width": "width",
-               "dim": "shared_dim", "switched": "switched", "seed": "seed", "l1_reduce": "l1_reduce"}
-EXCLUSIVE_ARGS = {"alpha": "alpha_ex", "beta": "beta_ex", "lambda_adv": "lambda_adv", "lr": "lr_ex",
-                  "width": "width", "dim": "exclusive_dim", "seed": "seed"}
+PARAMS = dict(
+    alpha_sh=0.31,
+    beta_sh=0.73,
+    gamma=0.17,
+    lr_sh=3e-3,
+    width=3,
+    shared_dim=5,
+    switched=False,
+    seed=7,
+    l1_reduce="sum",
+    alpha_ex=0.29,
+    beta_ex=0.61,
+    lambda_adv=0.043,
+    lr_ex=4e-3,
+    exclusive_dim=6,
+    iters_sh=37,
+    iters_ex=41,
+    batch_size=9,
+    log_every=11,
+    checkpoint_every=13,
+)
+SHARED_ARGS = {
+    "alpha": "alpha_sh",
+    "beta": "beta_sh",
+    "gamma": "gamma",
+    "lr": "lr_sh",
+    "width": "width",
+    "dim": "shared_dim",
+    "switched": "switched",
+    "seed": "seed",
+    "l1_reduce": "l1_reduce",
+}
+EXCLUSIVE_ARGS = {
+    "alpha": "alpha_ex",
+    "beta": "beta_ex",
+    "lambda_adv": "lambda_adv",
+    "lr": "lr_ex",
+    "width": "width",
+    "dim": "exclusive_dim",
+    "seed": "seed",
+}
 FIT_ARGS = {"batch_size": "batch_size", "log_every": "log_every", "checkpoint_every": "checkpoint_every"}
 
 
@@ -245,21 +291,34 @@ def test_the_test_params_are_pairwise_distinct():
     assert len(set(values)) == len(values)
 
 
-def _stage_args(tmp_path, pairs_file, stage: str, **params) -> tuple[list[str], Encoder | None]:
+def _stage_args(params_file, tmp_path, pairs_file, stage: str, **params) -> tuple[list[str], Encoder | None]:
     """Command line of a training stage on the tiny pairs with `params`, outputs under tmp_path; for the
     exclusive stage also a saved shared encoder -> (arguments, that encoder or None)."""
-    args = [stage, "--pairs", pairs_file, "--model", tmp_path / "model.pt", "--checkpoints", tmp_path / "ckpt",
-            "--live", tmp_path / "live", "--params", params_file(tmp_path, **params)]
+    args = [
+        stage,
+        "--pairs",
+        pairs_file,
+        "--model",
+        tmp_path / "model.pt",
+        "--checkpoints",
+        tmp_path / "ckpt",
+        "--live",
+        tmp_path / "live",
+        "--params",
+        params_file(tmp_path, **params),
+    ]
     shared = None
     if stage == "train-exclusive":
         shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        training.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
+        modelfile.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
         args += ["--shared", tmp_path / "shared.pt"]
     return [str(a) for a in args], shared
 
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
-def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_path, monkeypatch, pairs_file, stage):
+def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(
+    tmp_path, monkeypatch, pairs_file, stage, params_file
+):
     name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
     real, seen = getattr(training, name), {}
 
@@ -274,7 +333,7 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
     monkeypatch.setattr(training, name, trainer)
     monkeypatch.setattr(training.Trainer, "fit", fit)
     p = PARAMS | {"device": "cpu"}
-    args, shared = _stage_args(tmp_path, pairs_file, stage, **p)
+    args, shared = _stage_args(params_file, tmp_path, pairs_file, stage, **p)
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, _Stop), result.output
 
@@ -291,10 +350,11 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(tmp_pa
 
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
-def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model(tmp_path, monkeypatch, capsys,
-                                                                                 pairs_file, stage):
+def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model(
+    tmp_path, monkeypatch, capsys, pairs_file, stage, run_stage, params_file
+):
     # The stage hands `compile` to its trainer, which refuses it on a CPU (docs/performance.md).
-    args, _ = _stage_args(tmp_path, pairs_file, stage, device="cpu", compile=True)
-    code, out = run_stage(monkeypatch, capsys, *args)
+    args, _ = _stage_args(params_file, tmp_path, pairs_file, stage, device="cpu", compile=True)
+    code, out = run_stage(*args)
     assert code == 1 and "compile=true is for CUDA devices" in out and "set compile to false" in out
     assert "Traceback" not in out and not (tmp_path / "model.pt").exists()

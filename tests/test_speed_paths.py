@@ -1,29 +1,34 @@
 """The speed paths compute the same step: each optimisation the stages use is compared, one step's loss
 terms and gradients, with the same step computed without it (docs/performance.md lists them)."""
+
 import copy
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, tiny_pairs
-from dismi import devices, losses, training
-from dismi.errors import DismiError
-from dismi.networks import Encoder, seeded, to_input
-from dismi.pairfile import TEST, TRAIN
-from dismi.training import DevicePairs, ExclusiveTrainer, SharedTrainer, Trainer
+from dismi.data.pairfile import TEST, TRAIN
+from dismi.model import losses
+from dismi.model.networks import Encoder, seeded, to_input
+from dismi.train import training
+from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer, Trainer
+from dismi.util import devices
+from dismi.util.errors import DismiError
 
-torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
 CPU = torch.device("cpu")
 
 
 def _exclusive(compile: bool = False) -> ExclusiveTrainer:
     shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(5)).eval()
-    return ExclusiveTrainer(shared=shared, width=4, dim=8, alpha=0.5, beta=1.0, lambda_adv=0.5, lr=1e-3, seed=0,
-                            device=CPU, compile=compile)
+    return ExclusiveTrainer(
+        shared=shared, width=4, dim=8, alpha=0.5, beta=1.0, lambda_adv=0.5, lr=1e-3, seed=0, device=CPU, compile=compile
+    )
 
 
 def _one_step(trainer: ExclusiveTrainer, train: DevicePairs, precompute: bool):
@@ -34,7 +39,7 @@ def _one_step(trainer: ExclusiveTrainer, train: DevicePairs, precompute: bool):
     return terms, grads, extra
 
 
-def test_the_exclusive_step_on_tabulated_shared_codes_equals_the_step_that_runs_the_shared_encoder():
+def test_the_exclusive_step_on_tabulated_shared_codes_equals_the_step_that_runs_the_shared_encoder(tiny_pairs):
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
     looked_up, computed = _exclusive(), _exclusive()
     t1, g1, extra = _one_step(looked_up, train, precompute=True)
@@ -46,7 +51,7 @@ def test_the_exclusive_step_on_tabulated_shared_codes_equals_the_step_that_runs_
         torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_the_table_is_built_once_per_split_and_not_at_all_over_the_memory_budget(monkeypatch):
+def test_the_table_is_built_once_per_split_and_not_at_all_over_the_memory_budget(monkeypatch, tiny_pairs):
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
     trainer = _exclusive()
     rows = train.draw(4, torch.Generator().manual_seed(0))
@@ -62,8 +67,8 @@ def test_the_table_is_built_once_per_split_and_not_at_all_over_the_memory_budget
 
 STEP = """
 import json, sys, torch
-from dismi import allocator
-from dismi.training import SharedTrainer
+from dismi.util import allocator
+from dismi.train.training import SharedTrainer
 torch.set_num_threads(1)
 if sys.argv[1] == "keep":
     assert allocator.keep_freed_memory()
@@ -80,15 +85,19 @@ print(json.dumps({"terms": terms.tolist(), "grads": grads}))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator setting is glibc's")
 def test_keeping_freed_memory_changes_no_number():
     # In fresh processes: the setting is process-wide and cannot be undone.
-    out = {mode: json.loads(subprocess.run([sys.executable, "-c", STEP, mode], cwd=REPO, capture_output=True,
-                                           text=True, check=True).stdout)
-           for mode in ("default", "keep")}
+    out = {
+        mode: json.loads(
+            subprocess.run(
+                [sys.executable, "-c", STEP, mode], cwd=REPO, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for mode in ("default", "keep")
+    }
     assert out["keep"] == out["default"]  # bit for bit: the same operations on the same values
 
 
 def test_in_place_activations_give_the_same_codes_and_gradients():
-    x = to_input(torch.randint(0, 256, (6, 64, 64, 3), generator=torch.Generator().manual_seed(0),
-                               dtype=torch.uint8))
+    x = to_input(torch.randint(0, 256, (6, 64, 64, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8))
     results = []
     for inplace in (True, False):
         encoder = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(1))
@@ -105,8 +114,19 @@ def test_in_place_activations_give_the_same_codes_and_gradients():
 
 
 def _shared(compile: bool) -> SharedTrainer:
-    return SharedTrainer(width=4, dim=8, alpha=0.5, beta=1.0, gamma=0.1, switched=True, lr=1e-3, seed=0,
-                         device=CPU, l1_reduce="sum", compile=compile)
+    return SharedTrainer(
+        width=4,
+        dim=8,
+        alpha=0.5,
+        beta=1.0,
+        gamma=0.1,
+        switched=True,
+        lr=1e-3,
+        seed=0,
+        device=CPU,
+        l1_reduce="sum",
+        compile=compile,
+    )
 
 
 def _trainer(kind: str, compile: bool = False):
@@ -129,7 +149,7 @@ def _assert_same_step(a, b, train, precompute=False):
 
 @pytest.mark.slow  # graph capture and AOTAutograd of three step regions: about half a minute
 @pytest.mark.parametrize("kind", ["shared", "exclusive"])
-def test_the_compiled_step_equals_the_eager_step_and_trains(kind, monkeypatch):
+def test_the_compiled_step_equals_the_eager_step_and_trains(kind, monkeypatch, tiny_pairs):
     # The compiled path as CUDA runs it (whole forward passes captured, AOTAutograd's joint graph for the
     # backward), with eager kernels: what the CPU can check of it. CUDA graphs need a GPU.
     monkeypatch.setattr(training, "COMPILE_BACKEND", "aot_eager")
@@ -149,21 +169,23 @@ def test_the_compiled_step_equals_the_eager_step_and_trains(kind, monkeypatch):
 
 # A reproducer of a torch bug, not a check of dismi: whether it shows depends on the CPU's instruction set
 # and the thread count, so it runs only when asked. The refusal it justifies is tested above.
-@pytest.mark.skipif(not os.environ.get("DISMI_UPSTREAM_TESTS"),
-                    reason="reproducer of a torch inductor bug on CPUs; DISMI_UPSTREAM_TESTS=1 runs it")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="torch 2.13's inductor on CPU, one thread: a wrong "
-                   "gradient for the wide online classifier of the factor shape in the compiled shared step (up to "
-                   "6% off; aot_eager agrees with eager). When this passes, compiling may be allowed on CPUs again.")
-def test_inductor_on_a_cpu_gives_the_eager_gradients_of_the_shared_step():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # with two threads the same step came out right on the development machine
-    try:
-        _check_inductor_gradients()
-    finally:
-        torch.set_num_threads(threads)
+@pytest.mark.skipif(
+    not os.environ.get("DISMI_UPSTREAM_TESTS"),
+    reason="reproducer of a torch inductor bug on CPUs; DISMI_UPSTREAM_TESTS=1 runs it",
+)
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="torch 2.13's inductor on CPU, one thread: a wrong "
+    "gradient for the wide online classifier of the factor shape in the compiled shared step (up to "
+    "6% off; aot_eager agrees with eager). When this passes, compiling may be allowed on CPUs again.",
+)
+def test_inductor_on_a_cpu_gives_the_eager_gradients_of_the_shared_step(tiny_pairs):
+    # on one thread (conftest): with two the same step came out right on the development machine
+    _check_inductor_gradients(tiny_pairs)
 
 
-def _check_inductor_gradients() -> None:
+def _check_inductor_gradients(tiny_pairs) -> None:
     torch._dynamo.reset()
     train = DevicePairs(tiny_pairs(), TRAIN, CPU)
     eager = _shared(False)
@@ -179,7 +201,9 @@ def _check_inductor_gradients() -> None:
 
 
 @pytest.mark.parametrize("kind", ["shared", "exclusive"])
-def test_the_bf16_autocast_path_a_gpu_runs_trains_in_float32_weights_close_to_the_float32_step(kind, monkeypatch):
+def test_the_bf16_autocast_path_a_gpu_runs_trains_in_float32_weights_close_to_the_float32_step(
+    kind, monkeypatch, tiny_pairs
+):
     # What CUDA runs (bf16 autocast around every forward), run on the CPU, which supports bf16 autocast too.
     train, test = DevicePairs(tiny_pairs(), TRAIN, CPU), DevicePairs(tiny_pairs(), TEST, CPU)
     full, mixed = _trainer(kind), _trainer(kind)
@@ -194,8 +218,9 @@ def test_the_bf16_autocast_path_a_gpu_runs_trains_in_float32_weights_close_to_th
     assert g_mixed.keys() == g_full.keys()
     for name, g in g_mixed.items():
         assert g.dtype == torch.float32 and torch.isfinite(g).all(), name
-    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in g_mixed.values()]),
-                                                   torch.cat([g.flatten() for g in g_full.values()]), dim=0)
+    cosine = torch.nn.functional.cosine_similarity(
+        torch.cat([g.flatten() for g in g_mixed.values()]), torch.cat([g.flatten() for g in g_full.values()]), dim=0
+    )
     assert cosine > 0.95
     mixed.run(train, 4, 3)  # the loop with updates, then the per-log work
     assert torch.isfinite(mixed.sums).all()

@@ -1,5 +1,6 @@
 """Runs grouped by name: mean ± std over seeds, the lambda_adv curve, the ablation table, and the
 `results` command on rows in `dvc.api.exp_show()`'s format (DVC 3.x; see also test_pipeline)."""
+
 import json
 from pathlib import Path
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dismi import studies
-from dismi.errors import DismiError
-from dismi.factors import FACTORS
+from dismi.data.factors import FACTORS
+from dismi.eval import studies
+from dismi.util.errors import DismiError
 from stages.__main__ import app
 from stages.results import runs_from_exp_show
 
@@ -18,12 +19,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _metrics(value: float) -> dict:
     rep = {**{f: value for f in FACTORS}, "distance_to_ideal": 6 * value}
-    return {"shared": rep, "exclusive": rep, "paper_probe": {"shared": rep, "exclusive": rep}}
+    return {"held_out": {"paper": {"shared": rep, "exclusive": rep}, "wide": {"shared": rep, "exclusive": rep}}}
 
 
 def _run(name, value, **params):
-    return studies.Run(name, {"seed": int(name.rsplit("seed", 1)[-1]) if "-seed" in name else 0, **params},
-                       _metrics(value))
+    return studies.Run(
+        name, {"seed": int(name.rsplit("seed", 1)[-1]) if "-seed" in name else 0, **params}, _metrics(value)
+    )
 
 
 def test_group_of_strips_only_the_seed_suffix():
@@ -34,8 +36,12 @@ def test_group_of_strips_only_the_seed_suffix():
 
 
 def test_summarise_gives_mean_and_sample_std_per_group_in_order():
-    runs = [_run("profile-seed0", 0.2, width=16), _run("other-seed0", 0.9), _run("profile-seed1", 0.4, width=16),
-            _run("profile-seed2", 0.6, width=16)]
+    runs = [
+        _run("profile-seed0", 0.2, width=16),
+        _run("other-seed0", 0.9),
+        _run("profile-seed1", 0.4, width=16),
+        _run("profile-seed2", 0.6, width=16),
+    ]
     profile, other = studies.summarise(runs)
     assert (profile.group, profile.n, other.group, other.n) == ("profile", 3, "other", 1)
     assert profile.mean["paper/shared/scale"] == pytest.approx(0.4)
@@ -57,8 +63,12 @@ def test_a_run_whose_seed_contradicts_its_name_is_refused():
 
 
 def test_lambda_curve_sorts_the_lambda_groups_by_their_value():
-    runs = [_run("lambda-0.05-seed0", 0.3, lambda_adv=0.05), _run("lambda-0-seed0", 0.9, lambda_adv=0.0),
-            _run("lambda-0-seed1", 0.7, lambda_adv=0.0), _run("profile-seed0", 0.5, lambda_adv=0.01)]
+    runs = [
+        _run("lambda-0.05-seed0", 0.3, lambda_adv=0.05),
+        _run("lambda-0-seed0", 0.9, lambda_adv=0.0),
+        _run("lambda-0-seed1", 0.7, lambda_adv=0.0),
+        _run("profile-seed0", 0.5, lambda_adv=0.01),
+    ]
     curve = studies.lambda_curve(studies.summarise(runs))
     assert [s.group for s in curve] == ["lambda-0", "lambda-0.05"]
     assert curve[0].mean["paper/exclusive/floor_hue"] == pytest.approx(0.8)
@@ -70,8 +80,10 @@ def test_lambda_curve_sorts_the_lambda_groups_by_their_value():
 
 
 def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
-    runs = [_run("ablation-gamma0-seed0", 0.3, gamma=0.0, switched=True),
-            _run("profile-seed0", 0.5, gamma=0.1, switched=True)]
+    runs = [
+        _run("ablation-gamma0-seed0", 0.3, gamma=0.0, switched=True),
+        _run("profile-seed0", 0.5, gamma=0.1, switched=True),
+    ]
     md = studies.ablation_table(studies.summarise(runs), "profile")
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| group")]
     assert rows[0].startswith("| profile (baseline) | 1 | True | 0.1 |")
@@ -89,24 +101,40 @@ def _row(name, seed, value, **params):
             walk(f"{prefix}{k}.", v) if isinstance(v, dict) else flat.__setitem__(f"{prefix}{k}", v)
 
     walk("", _metrics(value))
-    return {"Experiment": name, "rev": "abc1234", "typ": "branch_commit", "Created": "2026-11-28T18:00:00",
-            "parent": None, "State": "Success", "Executor": None, **flat, "seed": seed, **params,
-            "metrics/train_shared/metrics.json:step": 30, "metrics/train_exclusive/metrics.json:step": 30}
+    return {
+        "Experiment": name,
+        "rev": "abc1234",
+        "typ": "branch_commit",
+        "Created": "2026-11-28T18:00:00",
+        "parent": None,
+        "State": "Success",
+        "Executor": None,
+        **flat,
+        "seed": seed,
+        **params,
+        "metrics/train_shared/metrics.json:step": 30,
+        "metrics/train_exclusive/metrics.json:step": 30,
+    }
 
 
 def test_runs_from_exp_show_skip_workspace_and_unnamed_rows():
-    rows = [{**_row(None, 0, 0.5), "rev": "workspace", "typ": "baseline"}, {**_row(None, 0, 0.5), "rev": "master"},
-            _row("profile-seed1", 1, 0.25, lambda_adv=0.01)]
+    rows = [
+        {**_row(None, 0, 0.5), "rev": "workspace", "typ": "baseline"},
+        {**_row(None, 0, 0.5), "rev": "master"},
+        _row("profile-seed1", 1, 0.25, lambda_adv=0.01),
+    ]
     (run,) = runs_from_exp_show(rows)
     assert run.name == "profile-seed1" and run.params["seed"] == 1 and run.params["lambda_adv"] == 0.01
-    assert run.metrics["paper_probe"]["exclusive"]["scale"] == 0.25
+    assert run.metrics["held_out"]["paper"]["exclusive"]["scale"] == 0.25
     assert "step" not in run.params  # file-prefixed columns belong to other files
 
 
 def test_runs_from_exp_show_skip_queued_running_and_failed_experiments():
     # DVC fills such rows with their baseline's metrics: counted, they would pose as results
-    rows = [{**_row(f"lambda-1-seed{k}", k, 0.5, lambda_adv=1.0), "State": state}
-            for k, state in enumerate(("Running", "Failed", "Queued", "Success", None))]
+    rows = [
+        {**_row(f"lambda-1-seed{k}", k, 0.5, lambda_adv=1.0), "State": state}
+        for k, state in enumerate(("Running", "Failed", "Queued", "Success", None))
+    ]
     assert [r.name for r in runs_from_exp_show(rows)] == ["lambda-1-seed3", "lambda-1-seed4"]
 
 
@@ -146,14 +174,22 @@ def test_runs_of_a_sweep_are_grouped_by_their_params_but_the_seed():
     """`dvc exp run --queue -S 'seed=range(2)' -S 'lambda_adv=0.1,1'`: DVC names the runs itself; the
     groups are named by what differs from the commit they ran from."""
     base = {**_row(None, 0, 0.5, lambda_adv=0.01, width=16), "rev": "main", "typ": "baseline"}
-    rows = [base] + [_row(name, seed, value, lambda_adv=lam, width=16, checkpoint_every=every)
-                     for name, seed, lam, value, every in [("sural-dado", 0, 0.1, 0.2, 100), ("bitty-ruse", 1, 0.1, 0.4, 50),
-                                                           ("awned-kiln", 0, 1.0, 0.6, 100), ("fiery-mess", 1, 1.0, 0.8, 100)]]
+    rows = [base] + [
+        _row(name, seed, value, lambda_adv=lam, width=16, checkpoint_every=every)
+        for name, seed, lam, value, every in [
+            ("sural-dado", 0, 0.1, 0.2, 100),
+            ("bitty-ruse", 1, 0.1, 0.4, 50),
+            ("awned-kiln", 0, 1.0, 0.6, 100),
+            ("fiery-mess", 1, 1.0, 0.8, 100),
+        ]
+    ]
     rows.append(_row("profile-seed0", 0, 0.9, lambda_adv=0.1, width=16))  # named: its own group, as before
     summaries = studies.summarise(runs_from_exp_show(rows), ignore=("seed", "checkpoint_every"))
     assert [(s.group, s.runs) for s in summaries] == [
-        ("lambda_adv=0.1", ("sural-dado", "bitty-ruse")), ("lambda_adv=1", ("awned-kiln", "fiery-mess")),
-        ("profile", ("profile-seed0",))]
+        ("lambda_adv=0.1", ("sural-dado", "bitty-ruse")),
+        ("lambda_adv=1", ("awned-kiln", "fiery-mess")),
+        ("profile", ("profile-seed0",)),
+    ]
     assert summaries[0].mean["paper/shared/scale"] == pytest.approx(0.3)
     assert summaries[0].std["paper/shared/scale"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
     assert summaries[1].params == {"lambda_adv": 1.0, "width": 16, "checkpoint_every": 100}

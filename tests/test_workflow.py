@@ -1,6 +1,7 @@
 """What long, unattended runs need, without DVC: checkpoints in a per-user directory that any workspace
 resumes from, dvclive steps that DVC's tools follow, log lines with the time left and no carriage
 returns (the DVC queue and Slurm ends of the same are in test_pipeline)."""
+
 import io
 import json
 import os
@@ -10,26 +11,36 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from conftest import params_file
-from dismi import progress, training
-from dismi.compose import make_grid
-from dismi.download import cache_dir
-from dismi.render import write_synthetic
+from dismi.data.download import cache_dir
+from dismi.synthetic.compose import make_grid
+from dismi.synthetic.render import write_synthetic
+from dismi.train import modelfile
+from dismi.util import progress
 from stages import _driver
 from stages.__main__ import app
 
-torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _train_shared(workdir: Path, pairs: Path, **overrides):
+def _train_shared(params_file, workdir: Path, pairs: Path, **overrides):
     """train-shared as dvc.yaml runs it: no --checkpoints, so the per-user default."""
     params_file(workdir, **overrides)
-    return CliRunner().invoke(app, ["train-shared", "--pairs", str(pairs), "--model", str(workdir / "shared.pt"),
-                                    "--live", str(workdir / "live"), "--params", str(workdir / "params.yaml")])
+    return CliRunner().invoke(
+        app,
+        [
+            "train-shared",
+            "--pairs",
+            str(pairs),
+            "--model",
+            str(workdir / "shared.pt"),
+            "--live",
+            str(workdir / "live"),
+            "--params",
+            str(workdir / "params.yaml"),
+        ],
+    )
 
 
 def test_checkpoints_live_in_a_per_user_directory_outside_the_workspace(monkeypatch, tmp_path):
@@ -41,17 +52,21 @@ def test_checkpoints_live_in_a_per_user_directory_outside_the_workspace(monkeypa
     assert _driver.checkpoint_dir() == tmp_path / "xdg" / "dismi" / "checkpoints" == cache_dir() / "checkpoints"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert _driver.checkpoint_dir() == tmp_path / "home" / ".cache" / "dismi" / "checkpoints" == cache_dir() / "checkpoints"
+    assert (
+        _driver.checkpoint_dir()
+        == tmp_path / "home" / ".cache" / "dismi" / "checkpoints"
+        == cache_dir() / "checkpoints"
+    )
     monkeypatch.setenv(_driver.CHECKPOINTS_ENV, "~/scratch/ck")
     assert _driver.checkpoint_dir() == tmp_path / "home" / "scratch" / "ck"
     assert _driver.checkpoint_dir(tmp_path / "given") == tmp_path / "given"  # --checkpoints wins
 
 
-def test_a_run_killed_in_one_workspace_resumes_in_another(monkeypatch, tmp_path, pairs_file):
+def test_a_run_killed_in_one_workspace_resumes_in_another(monkeypatch, tmp_path, pairs_file, params_file):
     """A queue task's workspace is deleted when it ends: the next task of the same configuration, in
     another directory, resumes the checkpoint and ends with the uninterrupted run's model."""
     monkeypatch.setenv(_driver.CHECKPOINTS_ENV, str(tmp_path / "ck"))
-    real, calls = training.save_checkpoint, []
+    real, calls = modelfile.save_checkpoint, []
 
     def save(path, state, fingerprint):
         calls.append(state["iteration"])
@@ -60,20 +75,20 @@ def test_a_run_killed_in_one_workspace_resumes_in_another(monkeypatch, tmp_path,
         real(path, state, fingerprint)
 
     with monkeypatch.context() as m:
-        m.setattr(training, "save_checkpoint", save)
-        assert _train_shared(tmp_path / "task1", pairs_file).exit_code != 0
+        m.setattr(modelfile, "save_checkpoint", save)
+        assert _train_shared(params_file, tmp_path / "task1", pairs_file).exit_code != 0
     assert [p.name.split("-")[0] for p in (tmp_path / "ck").glob("*.pt")] == ["shared"]
-    second = _train_shared(tmp_path / "task2", pairs_file)
+    second = _train_shared(params_file, tmp_path / "task2", pairs_file)
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     monkeypatch.setenv(_driver.CHECKPOINTS_ENV, str(tmp_path / "fresh"))
-    reference = _train_shared(tmp_path / "uninterrupted", pairs_file)
+    reference = _train_shared(params_file, tmp_path / "uninterrupted", pairs_file)
     assert "starting fresh" in reference.output
     assert (tmp_path / "task2" / "shared.pt").read_bytes() == (tmp_path / "uninterrupted" / "shared.pt").read_bytes()
     assert not list((tmp_path / "ck").glob("*.pt"))  # the finished run deleted it
 
 
-def test_each_logged_interval_is_a_dvclive_step_with_the_time_left(monkeypatch, tmp_path, pairs_file):
+def test_each_logged_interval_is_a_dvclive_step_with_the_time_left(monkeypatch, tmp_path, pairs_file, params_file):
     """next_step() writes the signal DVC's VS Code extension follows for a queued run (DVC_ROOT is the
     repository the queue runs from); the rows keep the iteration as their step."""
     import dvclive.live
@@ -86,8 +101,9 @@ def test_each_logged_interval_is_a_dvclive_step_with_the_time_left(monkeypatch, 
     def mark(step):
         real(step)
         signalled.append(json.loads(signal.read_text())["step"])  # what the extension reads, as it is written
+
     monkeypatch.setattr(dvclive.live, "mark_dvclive_step_completed", mark)
-    r = _train_shared(tmp_path, pairs_file)
+    r = _train_shared(params_file, tmp_path, pairs_file)
     assert r.exit_code == 0, r.output
     assert signalled == [10, 20, 30, 40]
     assert json.loads((tmp_path / "live" / "metrics.json").read_text())["step"] == 40
@@ -97,8 +113,13 @@ def test_each_logged_interval_is_a_dvclive_step_with_the_time_left(monkeypatch, 
 
 
 def test_time_left_reads_as_minutes_and_seconds():
-    assert [_driver.time_left(s) for s in (4.4, 59.6, 190, 3599, 7500)] == \
-           ["4 s", "1 min 0 s", "3 min 10 s", "59 min 59 s", "2 h 5 min"]
+    assert [progress.duration(s) for s in (4.4, 59.6, 190, 3599, 7500)] == [
+        "4 s",
+        "1 min 0 s",
+        "3 min 10 s",
+        "59 min 59 s",
+        "2 h 5 min",
+    ]
 
 
 class _Terminal(io.StringIO):
@@ -126,8 +147,15 @@ def test_rendering_into_a_log_leaves_no_carriage_returns(tmp_path, capsys):
 
 
 def _sh(cwd, *cmd):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+        PYTHONPATH=str(REPO),
+    )
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}"
     return r.stdout + r.stderr
@@ -153,9 +181,11 @@ def test_push_run_cache_lets_another_clone_restore_a_stage_with_uncached_metrics
     src = tmp_path / "src"
     src.mkdir()
     (src / "params.yaml").write_text("a: 1\n")
-    (src / "train.py").write_text("import json, yaml\na = yaml.safe_load(open('params.yaml'))['a']\n"
-                                  "open('model', 'w').write(str(a))\njson.dump({'a': a}, open('metrics.json', 'w'))\n"
-                                  "print('TRAINED')\n")
+    (src / "train.py").write_text(
+        "import json, yaml\na = yaml.safe_load(open('params.yaml'))['a']\n"
+        "open('model', 'w').write(str(a))\njson.dump({'a': a}, open('metrics.json', 'w'))\n"
+        "print('TRAINED')\n"
+    )
     (src / "dvc.yaml").write_text(TOY_STAGE)
     _sh(src, "git", "init", "-q")
     _sh(src, *dvc, "init", "-q")

@@ -12,8 +12,9 @@ antialiases every edge.
 
 Colour does not change geometry: each of the 8 scales x 4 shapes x 15 orientations = 480 geometries is
 ray traced once, into layers that say per pixel how much sky, and how much of each region's colour shows
-for each possible channel value (`geometry_layers`). dismi.compose turns layers and hues into images.
+for each possible channel value (`geometry_layers`). dismi.synthetic.compose turns layers and hues into images.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dismi.factors import VALUES
+from dismi.data.factors import VALUES
 
 IMAGE_SIZE = 64
 SKY_RGB = np.array([153.0, 226.0, 249.0])  # the sky band of the real images
@@ -30,11 +31,11 @@ SKY_RGB = np.array([153.0, 226.0, 249.0])  # the sky band of the real images
 # images, 0.46 px rms): a square room centred on the object, a level camera orbiting at _CAM_DIST,
 # field of view about 46 degrees (MuJoCo's default is 45). At orientation 0 the camera faces the back
 # wall squarely; at +-30 degrees a corner comes into view on one side.
-_FOCAL = 76.0                 # pixels
+_FOCAL = 76.0  # pixels
 _CAM_DIST = 3.4
 _CAM_HEIGHT = 0.775
 _CAM_PITCH = -math.atan(1.25 / _FOCAL)  # the horizon sits 1.25 px below the centre
-_ROOM_HALF = 4.2              # walls at x = +-4.2 and z = +-4.2
+_ROOM_HALF = 4.2  # walls at x = +-4.2 and z = +-4.2
 _WALL_HEIGHT = 2.36
 # Objects at scale 1 (scale multiplies every length), measured on the reference (its large objects
 # are scale 1.25, its small ones 0.75). Box: cube side; sphere: radius; cylinder: radius, height;
@@ -57,16 +58,16 @@ _CAPS_RADIUS, _CAPS_HEIGHT = 0.32, 1.4
 #   of the object burn brighter than the right.
 # Directions and positions are given at orientation 0 (camera on +z looking at -z).
 _KEY_DIR = np.array([-0.2, 1.0, -0.5])
-_KEY_CONE = 0.06              # radians: spread of the key light's directions
+_KEY_CONE = 0.06  # radians: spread of the key light's directions
 _FILL_POS = np.array([-3.5, 2.5, 0.5])
-_FILL_REF = 3.2               # distance at which the fill's falloff is 1
+_FILL_REF = 3.2  # distance at which the fill's falloff is 1
 _GAINS = {  # surface: (ambient, headlight, key, fill, specular)
     "wall": (0.2, 0.9, 0.0, 0.0, 0.0),
     "floor": (0.16, 0.0, 0.76, 0.58, 0.0),
     "object": (0.2, 0.72, 0.75, 0.15, 0.12),
 }
 _SHININESS = 24.0
-_SS = 4                       # supersampling: _SS x _SS samples per pixel
+_SS = 4  # supersampling: _SS x _SS samples per pixel
 _EPS = 1e-6
 
 # What a sample of a pixel sees.
@@ -214,8 +215,15 @@ def _object_hit(o: np.ndarray, d: np.ndarray, shape: int, scale: float) -> tuple
     return t, (p - axis_pt) / r
 
 
-def _shade(p: np.ndarray, n: np.ndarray, view: np.ndarray, forward: np.ndarray, keys: np.ndarray,
-           fill: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _shade(
+    p: np.ndarray,
+    n: np.ndarray,
+    view: np.ndarray,
+    forward: np.ndarray,
+    keys: np.ndarray,
+    fill: np.ndarray,
+    gains: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unshadowed light at points p (n, 3) with normals n seen along unit rays `view`.
 
     gains (n, 5) per point. Returns (light without the key, key part, specular)."""
@@ -223,8 +231,9 @@ def _shade(p: np.ndarray, n: np.ndarray, view: np.ndarray, forward: np.ndarray, 
     dist = np.linalg.norm(to_fill, axis=1)
     to_fill /= dist[:, None]
     cos_fill = np.maximum(0.0, np.einsum("ij,ij->i", n, to_fill))
-    base = (gains[:, 0] + gains[:, 1] * np.maximum(0.0, -(n @ forward))
-            + gains[:, 3] * cos_fill * (_FILL_REF / dist) ** 2)
+    base = (
+        gains[:, 0] + gains[:, 1] * np.maximum(0.0, -(n @ forward)) + gains[:, 3] * cos_fill * (_FILL_REF / dist) ** 2
+    )
     cos_key = np.einsum("ij,ij->i", n, keys)
     key = gains[:, 2] * np.maximum(0.0, cos_key)
     half = _unit(keys - view)
@@ -243,7 +252,7 @@ def _room(orient: int) -> dict[str, np.ndarray]:
     dn = d @ normals.T
     with np.errstate(divide="ignore"):
         tp = ((points - eye) * normals).sum(1)[None, :] / dn
-    tp = np.where(dn < -1e-12, tp, np.inf)    # the room is convex: the ray leaves through one plane
+    tp = np.where(dn < -1e-12, tp, np.inf)  # the room is convex: the ray leaves through one plane
     which = tp.argmin(axis=1)
     t = tp[np.arange(len(d)), which]
     p = eye + np.where(np.isfinite(t), t, 0.0)[:, None] * d
@@ -255,8 +264,18 @@ def _room(orient: int) -> dict[str, np.ndarray]:
     fill = _rot_y(phi, _FILL_POS)
     gains = np.array([_GAINS["floor"], _GAINS["wall"]])[(region != FLOOR).astype(int)]
     light, key, _ = _shade(p, normals[which], d, forward, keys, fill, gains)
-    out = {"eye": eye, "d": d, "t": t, "p": p, "region": region, "light": light, "key": key,
-           "keys": keys, "fill": fill, "forward": forward}
+    out = {
+        "eye": eye,
+        "d": d,
+        "t": t,
+        "p": p,
+        "region": region,
+        "light": light,
+        "key": key,
+        "keys": keys,
+        "fill": fill,
+        "forward": forward,
+    }
     for v in out.values():
         v.setflags(write=False)
     return out

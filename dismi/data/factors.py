@@ -1,4 +1,5 @@
 """Shapes3D factors: names, value grids, class indices and the paper's ideal accuracies."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,6 @@ VALUES = (
     np.arange(4, dtype=np.float64),
     np.linspace(-30.0, 30.0, 15),
 )
-SHAPE_NAMES = ("box", "sphere", "cylinder", "capsule")
 
 # Pairs share these (paper Sec. 5.1); the hues are what each image keeps to itself.
 SHARED_FACTORS = ("scale", "shape", "orientation")

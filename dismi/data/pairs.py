@@ -4,23 +4,25 @@ Images are first split, inside each (scale, shape, orientation) group, into trai
 are then drawn uniformly, without repetition, among the within-group pairs of each side. So no image is
 used by both splits, and every group gives the test side its share of images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from dismi.errors import DismiError
-from dismi.factors import FACTORS, SHARED_FACTORS
-from dismi.files import file_sha256
-from dismi.pairfile import TEST, TRAIN, PairData
-from dismi.shapes3d import read_images
+from dismi.data.factors import FACTORS, SHARED_FACTORS
+from dismi.data.pairfile import TEST, TRAIN, PairData
+from dismi.data.shapes3d import read_images
+from dismi.util.errors import DismiError
+from dismi.util.files import file_sha256
 
 _SHARED_COLUMNS = [FACTORS.index(f) for f in SHARED_FACTORS]
 
 
-def make_pairs(classes: np.ndarray, n_pairs: int, test_fraction: float,
-               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_pairs(
+    classes: np.ndarray, n_pairs: int, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw `n_pairs` unique unordered pairs of rows of `classes` (N, 6) sharing the shared factors.
 
     Returns x, y (P,) int64 rows and split (P,) uint8 (TRAIN/TEST). round(test_fraction * n_pairs) pairs
@@ -31,9 +33,11 @@ def make_pairs(classes: np.ndarray, n_pairs: int, test_fraction: float,
     n_test = int(round(test_fraction * n_pairs))
     n_train = n_pairs - n_test
     if n_test == 0 or n_train == 0:
-        raise DismiError(f"n_pairs={n_pairs} with test_fraction={test_fraction} leaves "
-                         f"{'no test' if n_test == 0 else 'no train'} pairs: raise n_pairs or move test_fraction "
-                         f"towards 0.5")
+        raise DismiError(
+            f"n_pairs={n_pairs} with test_fraction={test_fraction} leaves "
+            f"{'no test' if n_test == 0 else 'no train'} pairs: raise n_pairs or move test_fraction "
+            f"towards 0.5"
+        )
     rng = np.random.default_rng(seed)
     group = np.unique(classes[:, _SHARED_COLUMNS], axis=0, return_inverse=True)[1].reshape(-1)  # (N,)
     is_test = _split_images(group, test_fraction, rng)
@@ -58,8 +62,9 @@ def _split_images(group: np.ndarray, test_fraction: float, rng: np.random.Genera
     return rank < np.round(test_fraction * sizes).astype(np.int64)[group]
 
 
-def _draw_pairs(rows: np.ndarray, group: np.ndarray, n: int, rng: np.random.Generator,
-                side: str) -> tuple[np.ndarray, np.ndarray]:
+def _draw_pairs(
+    rows: np.ndarray, group: np.ndarray, n: int, rng: np.random.Generator, side: str
+) -> tuple[np.ndarray, np.ndarray]:
     """`n` distinct pairs (x < y) of `rows` within a group, uniform over all such pairs.
 
     Every within-group pair gets a rank in [0, total) and n distinct ranks are drawn, so uniqueness is
@@ -72,8 +77,10 @@ def _draw_pairs(rows: np.ndarray, group: np.ndarray, n: int, rng: np.random.Gene
     n_pairs_in = sizes * (sizes - 1) // 2  # (G,) pairs inside each group
     total = int(n_pairs_in.sum())
     if n > total:
-        raise DismiError(f"the {side} split allows only {total} distinct pairs but n_pairs asks for {n} there: "
-                         f"lower n_pairs, change test_fraction, or use a larger grid")
+        raise DismiError(
+            f"the {side} split allows only {total} distinct pairs but n_pairs asks for {n} there: "
+            f"lower n_pairs, change test_fraction, or use a larger grid"
+        )
     rank = rng.choice(total, size=n, replace=False)
     pair_starts = np.cumsum(n_pairs_in) - n_pairs_in
     g = np.searchsorted(pair_starts, rank, side="right") - 1  # group of each pair
@@ -95,8 +102,11 @@ def pair_data(path: str | Path, classes: np.ndarray, n_pairs: int, test_fraction
     x, y, split = make_pairs(classes, n_pairs, test_fraction, seed)
     used = np.unique(np.concatenate([x, y]))  # (M,) sorted rows of the Shapes3D file
     return PairData(
-        images=read_images(path, used), classes=classes[used], source=used,
-        x=np.searchsorted(used, x), y=np.searchsorted(used, y), split=split,
-        attrs={"seed": seed, "n_pairs": n_pairs, "test_fraction": test_fraction,
-               "source_sha256": file_sha256(path)},
+        images=read_images(path, used),
+        classes=classes[used],
+        source=used,
+        x=np.searchsorted(used, x),
+        y=np.searchsorted(used, y),
+        split=split,
+        attrs={"seed": seed, "n_pairs": n_pairs, "test_fraction": test_fraction, "source_sha256": file_sha256(path)},
     )

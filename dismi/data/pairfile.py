@@ -8,6 +8,7 @@ Layout (M images used by P pairs):
     split    (P,)           uint8   0 = train, 1 = test; no image is used by both splits
 attrs: seed, n_pairs, test_fraction, source_sha256 (of the Shapes3D file it came from)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,21 +17,21 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dismi.errors import DismiError
-from dismi.factors import FACTORS, SIZES
-from dismi.files import atomic_path
+from dismi.data.factors import FACTORS, SIZES
+from dismi.util.errors import DismiError
+from dismi.util.files import atomic_path
 
 TRAIN, TEST = 0, 1
 
 
 @dataclass
 class PairData:
-    images: np.ndarray   # (M, 64, 64, 3) uint8
+    images: np.ndarray  # (M, 64, 64, 3) uint8
     classes: np.ndarray  # (M, 6) int64
-    source: np.ndarray   # (M,) int64
-    x: np.ndarray        # (P,) int64
-    y: np.ndarray        # (P,) int64
-    split: np.ndarray    # (P,) uint8
+    source: np.ndarray  # (M,) int64
+    x: np.ndarray  # (P,) int64
+    y: np.ndarray  # (P,) int64
+    split: np.ndarray  # (P,) uint8
     attrs: dict = field(default_factory=dict)
 
     def pair_indices(self, which: int) -> np.ndarray:
@@ -48,11 +49,17 @@ class PairData:
 
 
 def write_pairs(path: str | Path, data: PairData) -> None:
-    """Write atomically (dismi.files.atomic_path), so a crash leaves no complete-looking file."""
+    """Write atomically (dismi.util.files.atomic_path), so a crash leaves no complete-looking file."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         # Chunked per image with gzip: synthetic and real Shapes3D images are mostly flat colour.
-        f.create_dataset("images", data=data.images, chunks=(min(64, max(1, len(data.images))), 64, 64, 3),
-                         compression="gzip", compression_opts=4, shuffle=True)
+        f.create_dataset(
+            "images",
+            data=data.images,
+            chunks=(min(64, max(1, len(data.images))), 64, 64, 3),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
         for name in ("classes", "source", "x", "y", "split"):
             f.create_dataset(name, data=getattr(data, name))
         for k, v in data.attrs.items():
@@ -67,18 +74,27 @@ def load_pairs(path: str | Path) -> PairData:
     try:
         f = h5py.File(path, "r")
     except OSError:
-        raise DismiError(f"pairs file {path} is not a readable HDF5 file: delete it and rerun the pairs stage") from None
+        raise DismiError(
+            f"pairs file {path} is not a readable HDF5 file: delete it and rerun the pairs stage"
+        ) from None
     with f:
         missing = [k for k in ("images", "classes", "source", "x", "y", "split") if k not in f]
         if missing:
             raise DismiError(f"pairs file {path} lacks dataset '{missing[0]}': rerun the pairs stage")
-        d = PairData(images=f["images"][()], classes=f["classes"][()].astype(np.int64),
-                     source=f["source"][()].astype(np.int64), x=f["x"][()].astype(np.int64),
-                     y=f["y"][()].astype(np.int64), split=f["split"][()].astype(np.uint8),
-                     attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()})
+        d = PairData(
+            images=f["images"][()],
+            classes=f["classes"][()].astype(np.int64),
+            source=f["source"][()].astype(np.int64),
+            x=f["x"][()].astype(np.int64),
+            y=f["y"][()].astype(np.int64),
+            split=f["split"][()].astype(np.uint8),
+            attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+        )
     m = len(d.images)
     if d.images.dtype != np.uint8 or d.images.shape[1:] != (64, 64, 3):
-        raise DismiError(f"pairs file {path}: images must be (M, 64, 64, 3) uint8, got {d.images.shape} {d.images.dtype}")
+        raise DismiError(
+            f"pairs file {path}: images must be (M, 64, 64, 3) uint8, got {d.images.shape} {d.images.dtype}"
+        )
     if d.classes.shape != (m, len(FACTORS)) or (d.classes < 0).any() or (d.classes >= np.array(SIZES)).any():
         raise DismiError(f"pairs file {path}: classes must be (M, 6) indices on the official grid")
     if not (len(d.x) == len(d.y) == len(d.split)) or len(d.x) == 0:

@@ -4,25 +4,22 @@ Sizes the report leaves out follow the earlier implementations at the paper's ba
 (docs/facts.md, "Networks") and scale with `width`, so a reduced `width` shrinks every network, not
 just the encoder.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from dismi import devices
-from dismi.errors import DismiError
+from dismi.util import devices
+from dismi.util.errors import DismiError
 
-MAP_SIZE = 5            # spatial size of C(X): 64 -> 61 -> 29 -> 13 -> 5 with no padding
-CLASSIFIER_HIDDEN = 256  # the "wide" probe: Table V's "as many neurons as classes" (4 for shape) is a bottleneck
-# Two probe classifiers, reported side by side: "paper" is Table V as written (hidden layers as wide as
-# the number of classes), what the paper's and the report's accuracies were read with; "wide" is 2x256,
-# which reads out weaker dependences and is the stricter judge of disentanglement.
-PROBES = ("paper", "wide")
+MAP_SIZE = 5  # spatial size of C(X): 64 -> 61 -> 29 -> 13 -> 5 with no padding
 DISCRIMINATOR_HIDDEN = (1000, 200)
 
 M = TypeVar("M", bound=nn.Module)
@@ -57,18 +54,19 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
     Scaling happens here, inside the model step, so storage and transfers stay uint8; an earlier
     implementation fed raw 0..255 floats. channels_last keeps the NHWC storage order, which both
-    oneDNN (CPU) and cuDNN prefer: on the CPU the encoder's convolutions run 3-10x faster in it.
+    oneDNN (CPU) and cuDNN prefer: on the CPU the encoder's convolutions run several times faster in it
+    (docs/performance.md).
     """
-    return images.permute(0, 3, 1, 2).float().mul_(1.0 / 127.5).sub_(1.0).contiguous(
-        memory_format=torch.channels_last)
+    return images.permute(0, 3, 1, 2).float().mul_(1.0 / 127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
 
 
 def _down(c_in: int, c_out: int) -> nn.Sequential:
     # Bias-free: the BatchNorm shift right after it makes a conv bias redundant. In-place activations
     # here and after the first conv: neither the conv's nor BatchNorm's backward reads its output, and
-    # one pass less over the largest maps is 3% of a width-16 step (docs/performance.md).
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, bias=False), nn.BatchNorm2d(c_out),
-                         nn.LeakyReLU(0.2, inplace=True))
+    # one pass less over the largest maps (what it saves: docs/performance.md).
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 4, 2, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 class Encoder(nn.Module):
@@ -78,8 +76,11 @@ class Encoder(nn.Module):
         super().__init__()
         self.width, self.out_dim = width, out_dim
         self.convs = nn.Sequential(
-            nn.Conv2d(3, width, 4, 1), nn.LeakyReLU(0.2, inplace=True),
-            _down(width, 2 * width), _down(2 * width, 4 * width), _down(4 * width, 8 * width),
+            nn.Conv2d(3, width, 4, 1),
+            nn.LeakyReLU(0.2, inplace=True),
+            _down(width, 2 * width),
+            _down(2 * width, 4 * width),
+            _down(4 * width, 8 * width),
         )
         self.dense = nn.Linear(8 * width * MAP_SIZE * MAP_SIZE, out_dim)
 
@@ -97,11 +98,11 @@ class GlobalStatistics(nn.Module):
 
     def __init__(self, map_channels: int, rep_dim: int, width: int = 64):
         super().__init__()
-        self.convs = nn.Sequential(nn.Conv2d(map_channels, 2 * width, 3), nn.ReLU(),
-                                   nn.Conv2d(2 * width, width, 3))
+        self.convs = nn.Sequential(nn.Conv2d(map_channels, 2 * width, 3), nn.ReLU(), nn.Conv2d(2 * width, width, 3))
         hidden = 8 * width
-        self.mlp = nn.Sequential(nn.Linear(width + rep_dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(width + rep_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def embed(self, fmap: torch.Tensor) -> torch.Tensor:
         return self.convs(fmap).flatten(1)  # (B, w)
@@ -145,20 +146,12 @@ class Discriminator(nn.Module):
     def __init__(self, shared_dim: int, exclusive_dim: int):
         super().__init__()
         h1, h2 = DISCRIMINATOR_HIDDEN
-        self.mlp = nn.Sequential(nn.Linear(shared_dim + exclusive_dim, h1), nn.ReLU(),
-                                 nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(shared_dim + exclusive_dim, h1), nn.ReLU(), nn.Linear(h1, h2), nn.ReLU(), nn.Linear(h2, 1)
+        )
 
     def forward(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([s, e], dim=1)).squeeze(1)  # (B,) logits
-
-
-def probe_hidden(probe: str, n_classes: int) -> int:
-    """Hidden width of a probe classifier of kind `probe` ("paper" or "wide") for n_classes classes."""
-    if probe == "paper":
-        return n_classes
-    if probe == "wide":
-        return CLASSIFIER_HIDDEN
-    raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
 
 
 class Classifier(nn.Module):
@@ -166,14 +159,18 @@ class Classifier(nn.Module):
 
     Softmax belongs at prediction time only: cross-entropy applies log-softmax itself, and an
     earlier implementation's softmax-then-cross-entropy understated what the codes hold.
-    Hidden width `CLASSIFIER_HIDDEN` rather than the report's "as many neurons as classes".
+    `hidden` units per layer: dismi.data.results.PROBES says how many each probe kind has.
     """
 
-    def __init__(self, in_dim: int, n_classes: int, hidden: int = CLASSIFIER_HIDDEN):
+    def __init__(self, in_dim: int, n_classes: int, hidden: int):
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
             nn.Linear(hidden, n_classes),
         )
 
@@ -215,8 +212,11 @@ class ClassifierBank(nn.Module):
         w1, b1 = self.w1.view(k, h, self.in_dim), self.b1.view(k, h)
         out = []
         for i, (hid, n) in enumerate(zip(self.hidden, self.n_classes)):
-            out += [(w1[i, :hid], b1[i, :hid], hid, self.in_dim), (self.w2[i, :hid, :hid], self.b2[i, :hid], hid, hid),
-                    (self.w3[i, :n, :hid], self.b3[i, :n], n, hid)]
+            out += [
+                (w1[i, :hid], b1[i, :hid], hid, self.in_dim),
+                (self.w2[i, :hid, :hid], self.b2[i, :hid], hid, hid),
+                (self.w3[i, :n, :hid], self.b3[i, :n], n, hid),
+            ]
         return out
 
     @torch.no_grad()
@@ -233,7 +233,7 @@ class ClassifierBank(nn.Module):
         self.valid.copy_(self._valid())  # seeded() builds on the meta device: buffers need filling too
 
     @classmethod
-    def from_classifiers(cls, classifiers: list["Classifier"]) -> "ClassifierBank":
+    def from_classifiers(cls, classifiers: list[Classifier]) -> ClassifierBank:
         """A bank computing what `classifiers` (same input size) compute, their weights copied in."""
         dense = [[m for m in c.mlp if isinstance(m, nn.Linear)] for c in classifiers]
         bank = cls(dense[0][0].in_features, [d[2].out_features for d in dense], [d[0].out_features for d in dense])
@@ -249,7 +249,7 @@ class ClassifierBank(nn.Module):
                 for mine, theirs in zip((bank.bn1, bank.bn2), norms):
                     n = theirs.num_features
                     for name in ("weight", "bias", "running_mean", "running_var"):
-                        getattr(mine, name)[i * h:i * h + n] = getattr(theirs, name)
+                        getattr(mine, name)[i * h : i * h + n] = getattr(theirs, name)
                     mine.num_batches_tracked.copy_(theirs.num_batches_tracked)
         return bank
 
@@ -280,8 +280,9 @@ def folded(encoder: Encoder) -> Encoder:
 
 
 @torch.inference_mode()
-def encode(encoder: Encoder, images: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu"
-           ) -> np.ndarray:
+def encode(
+    encoder: Encoder, images: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """uint8 (N, 64, 64, 3) images -> float32 (N, out_dim) codes, in eval mode (BatchNorm folded, `folded`).
 
     Moves `encoder` to `device`; the encoder itself is not changed.
@@ -294,6 +295,6 @@ def encode(encoder: Encoder, images: np.ndarray, batch_size: int = 256, device: 
     out = np.empty((len(images), encoder.out_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         devices.tick()
-        batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-        out[start:start + len(batch)] = inference(to_input(batch))[0].float().cpu().numpy()
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        out[start : start + len(batch)] = inference(to_input(batch))[0].float().cpu().numpy()
     return out

@@ -1,14 +1,26 @@
 """Progress bars that suit where they are read: tqdm's redrawn bar on a terminal; anywhere else (`dvc queue
 logs`, a Slurm or CI log: a file, not a terminal) a plain line every 30 s and one at the end, with no
 carriage returns, which such logs keep as noise (every redraw, joined into one endless line)."""
+
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, TextIO
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
 LOG_INTERVAL = 20.0  # seconds between lines in a log file: no stage silent for 30 s
+
+
+def duration(seconds: float) -> str:
+    """4.2 -> '4 s', 190 -> '3 min 10 s', 7500 -> '2 h 5 min': time left or taken, in progress lines."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 class _Lines:

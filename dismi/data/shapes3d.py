@@ -5,6 +5,7 @@ values, rows in strictly increasing official index (orientation fastest). A redu
 each factor's values, is valid too. The real file holds 480,000 images (5.9 GB uncompressed), so
 nothing here loads all images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dismi.errors import DismiError
-from dismi.factors import FACTORS, classes_to_index, values_to_classes
+from dismi.data.factors import FACTORS, classes_to_index, values_to_classes
+from dismi.util.errors import DismiError
 
 # The official file as published in TensorFlow Datasets' checksum list.
 SHAPES3D_SIZE = 267_573_662
@@ -69,11 +70,14 @@ def _check_layout(path: Path, f: h5py.File) -> None:
     if labels.dtype != np.float64:
         raise DismiError(f"Shapes3D file {path}: labels have dtype {labels.dtype}, expected float64: {_FIX}")
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or images.shape[0] == 0:
-        raise DismiError(f"Shapes3D file {path}: images have shape {images.shape}, expected (N, 64, 64, 3) "
-                         f"with N >= 1: {_FIX}")
+        raise DismiError(
+            f"Shapes3D file {path}: images have shape {images.shape}, expected (N, 64, 64, 3) with N >= 1: {_FIX}"
+        )
     if labels.shape != (images.shape[0], len(FACTORS)):
-        raise DismiError(f"Shapes3D file {path}: labels have shape {labels.shape}, expected "
-                         f"({images.shape[0]}, {len(FACTORS)}) to match the images: {_FIX}")
+        raise DismiError(
+            f"Shapes3D file {path}: labels have shape {labels.shape}, expected "
+            f"({images.shape[0]}, {len(FACTORS)}) to match the images: {_FIX}"
+        )
 
 
 def _check_order(path: Path, classes: np.ndarray) -> None:
@@ -82,9 +86,11 @@ def _check_order(path: Path, classes: np.ndarray) -> None:
     bad = np.flatnonzero(np.diff(index) <= 0)
     if bad.size:
         r = int(bad[0]) + 1
-        raise DismiError(f"Shapes3D file {path}: row {r} (classes {classes[r].tolist()}) does not come after "
-                         f"row {r - 1} (classes {classes[r - 1].tolist()}) in the official order "
-                         f"(orientation fastest): {_FIX}")
+        raise DismiError(
+            f"Shapes3D file {path}: row {r} (classes {classes[r].tolist()}) does not come after "
+            f"row {r - 1} (classes {classes[r - 1].tolist()}) in the official order "
+            f"(orientation fastest): {_FIX}"
+        )
 
 
 def read_images(path: str | Path, rows: np.ndarray) -> np.ndarray:
@@ -109,7 +115,7 @@ def read_images(path: str | Path, rows: np.ndarray) -> np.ndarray:
         slabs = _slabs(rows, block, len(images))
         buffer = np.empty((max(hi - lo for lo, hi, _, _ in slabs), *images.shape[1:]), dtype=images.dtype)
         for lo, hi, first, last in slabs:
-            slab = buffer[:hi - lo]  # (hi - lo, 64, 64, 3), a view: no second slab is ever allocated
+            slab = buffer[: hi - lo]  # (hi - lo, 64, 64, 3), a view: no second slab is ever allocated
             images.read_direct(slab, np.s_[lo:hi])
             np.take(slab, rows[first:last] - lo, axis=0, out=out[first:last], mode="clip")  # "raise" buffers `out`
     return out

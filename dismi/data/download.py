@@ -10,6 +10,7 @@ destination, so a rerun of the download stage after a code edit takes seconds an
 sidecar `<file>.verified` records the hash it was verified against with the file's size and mtime;
 while they match, the file is not hashed again.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -23,9 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from dismi.errors import DismiError
-from dismi.files import file_sha256, link_or_copy, write_text_atomic
-from dismi.progress import bar as progress_bar
+from dismi.util.errors import DismiError
+from dismi.util.files import file_sha256, link_or_copy, write_text_atomic
+from dismi.util.progress import bar as progress_bar
 
 CACHE_ENV = "DISMI_CACHE"
 
@@ -43,8 +44,18 @@ class _StalePart(Exception):
     """The server has no bytes past the partial file's end, so those bytes are not a prefix of its file."""
 
 
-def download(url: str, dest: str | Path, *, size: int, sha256: str, retries: int = 3, backoff: float = 0.5,
-             timeout: float = 10.0, progress: bool = True, ways_out: str = "check the URL and the network") -> Path:
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    size: int,
+    sha256: str,
+    retries: int = 3,
+    backoff: float = 0.5,
+    timeout: float = 10.0,
+    progress: bool = True,
+    ways_out: str = "check the URL and the network",
+) -> Path:
     """Stream `url` to `dest`, resuming `<dest>.part`; verify `size` bytes and `sha256`, then rename into place.
 
     Retries transient failures up to `retries` times in a row, sleeping backoff, 2*backoff, ...; a try
@@ -76,8 +87,10 @@ def download(url: str, dest: str | Path, *, size: int, sha256: str, retries: int
     got = file_sha256(part)
     if got != sha256:
         part.unlink()
-        raise DismiError(f"{url} gave a file with SHA-256 {got}, expected {sha256}: the partial file was deleted; "
-                         f"rerun to download it again, or check the URL")
+        raise DismiError(
+            f"{url} gave a file with SHA-256 {got}, expected {sha256}: the partial file was deleted; "
+            f"rerun to download it again, or check the URL"
+        )
     os.replace(part, dest)
     return dest
 
@@ -109,8 +122,9 @@ def _verified(path: Path, size: int, sha256: str) -> bool:
     return True
 
 
-def fetch_cached(url: str, dest: str | Path, *, size: int, sha256: str, name: str, cache: Path | None = None,
-                 **kwargs) -> tuple[Path, str]:
+def fetch_cached(
+    url: str, dest: str | Path, *, size: int, sha256: str, name: str, cache: Path | None = None, **kwargs
+) -> tuple[Path, str]:
     """`dest` as a link (else a copy) of the verified `<cache>/<name>`, downloaded there first (with
     `download`'s resume and checks; `kwargs` are its options) when missing or not the expected file.
     -> (the cached file, how `dest` was made: "linked" or "copied")."""
@@ -120,8 +134,10 @@ def fetch_cached(url: str, dest: str | Path, *, size: int, sha256: str, name: st
         cached.unlink(missing_ok=True)  # not the file we want (a partial download is <name>.part)
         download(url, cached, size=size, sha256=sha256, **kwargs)
         st = cached.stat()  # verified by download: record it so the next run does not hash it again
-        write_text_atomic(cached.with_name(name + ".verified"),
-                          json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}) + "\n")
+        write_text_atomic(
+            cached.with_name(name + ".verified"),
+            json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}) + "\n",
+        )
     return cached, link_or_copy(cached, dest)
 
 
@@ -138,9 +154,18 @@ def _fetch(url: str, part: Path, offset: int, size: int, timeout: float, progres
     with stream:
         if total is not None and total != size:
             raise DismiError(f"{url} is {total} bytes, expected {size}: the URL does not point at the expected file")
-        with open(part, "r+b" if part.exists() else "wb") as out, \
-                progress_bar(total=size, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=part.name.removesuffix(".part"), disable=not progress) as bar:
+        with (
+            open(part, "r+b" if part.exists() else "wb") as out,
+            progress_bar(
+                total=size,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
             out.seek(start)
             out.truncate()  # a server that ignored the Range request sends everything again
             try:

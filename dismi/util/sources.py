@@ -1,11 +1,12 @@
 """The source files a program runs, and one SHA-256 over them.
 
 A training checkpoint records the hash of its stage's code, so only the code that made it resumes it:
-after an edit of, say, dismi/losses.py, the stage starts fresh instead of continuing (or, for a
+after an edit of, say, dismi/model/losses.py, the stage starts fresh instead of continuing (or, for a
 finished checkpoint, re-saving) weights the old loss made. The files are the entry module and every
 module of `packages` it imports, directly or not, read from the source with `ast`: the same set a
 stage's Python `deps:` in dvc.yaml list.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,10 +19,9 @@ def imports(path: Path, root: Path, packages: tuple[str, ...]) -> set[Path]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in packages:
-            if node.module in packages:  # from stages import params
-                found |= {f"{node.module}/{a.name}.py" for a in node.names}
-            else:
-                found.add(node.module.replace(".", "/") + ".py")
+            folder = node.module.replace(".", "/")
+            modules = {f"{folder}/{a.name}.py" for a in node.names}  # from dismi.util import devices
+            found |= {m for m in modules if (root / m).is_file()} or {folder + ".py"}
         elif isinstance(node, ast.Import):
             found |= {a.name.replace(".", "/") + ".py" for a in node.names if a.name.split(".")[0] in packages}
     return {root / m for m in found if (root / m).is_file()}

@@ -4,16 +4,18 @@ An atomic write goes to a temporary file beside the destination that is renamed 
 once complete, so an interrupted run never leaves a complete-looking file; the temporary file is
 removed on any failure.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
-from dismi.errors import DismiError
+from dismi.util.errors import DismiError
 
 
 @contextmanager
@@ -67,8 +69,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def guard_outputs(inputs: Iterable[str | Path], outputs: Iterable[str | Path], *,
-                  kept: Iterable[str | Path] = ()) -> None:
+def guard_outputs(
+    inputs: Iterable[str | Path], outputs: Iterable[str | Path], *, kept: Iterable[str | Path] = ()
+) -> None:
     """Refuse outputs that would destroy an input or cannot be files, then delete the stale outputs.
 
     Raises DismiError with one line, before anything is deleted, when an output (or a `kept` path)

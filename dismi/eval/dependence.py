@@ -14,17 +14,19 @@ f(S) . g(E), whose shuffled scores reuse the joint pass's embeddings.
 Like the probes, every critic of a kind trains in one batched bank (one group per (S, E) pair), all
 groups seeing the same minibatches and the same shuffles.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from dismi import devices, losses
-from dismi.networks import DISCRIMINATOR_HIDDEN, seeded
+from dismi.model import losses
+from dismi.model.networks import DISCRIMINATOR_HIDDEN, seeded
+from dismi.util import devices
 
 CRITICS = ("paper", "separable")
 CHANCE_LOSS = 2 * math.log(2)  # the eq. 9 loss of a critic that cannot tell joint from shuffled
@@ -42,10 +44,12 @@ class GroupedMLP(nn.Module):
     def __init__(self, mlps: Sequence[nn.Sequential]):
         super().__init__()
         layers = [[m for m in mlp if isinstance(m, nn.Linear)] for mlp in mlps]
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack([ls[i].weight.detach().t() for ls in layers]))
-                                        for i in range(len(layers[0])))   # (G, in, out)
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack([ls[i].bias.detach()[None] for ls in layers]))
-                                       for i in range(len(layers[0])))    # (G, 1, out)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().t() for ls in layers])) for i in range(len(layers[0]))
+        )  # (G, in, out)
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach()[None] for ls in layers])) for i in range(len(layers[0]))
+        )  # (G, 1, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -74,9 +78,9 @@ class Critics(nn.Module):
             net = seeded(lambda: _mlp((s_dim + e_dim, *DISCRIMINATOR_HIDDEN, 1)), generator)
             # The first layer on [S, E] is W_S S + W_E E + b: computed once per image, the shuffled
             # pairs recombine the parts (a fifth of the critic's arithmetic).
-            w = net[0].weight.detach().t()                                      # (Ds + De, 1000)
-            self.w_s = nn.Parameter(w[:s_dim].expand(groups, -1, -1).clone())   # (G, Ds, 1000)
-            self.w_e = nn.Parameter(w[s_dim:].expand(groups, -1, -1).clone())   # (G, De, 1000)
+            w = net[0].weight.detach().t()  # (Ds + De, 1000)
+            self.w_s = nn.Parameter(w[:s_dim].expand(groups, -1, -1).clone())  # (G, Ds, 1000)
+            self.w_e = nn.Parameter(w[s_dim:].expand(groups, -1, -1).clone())  # (G, De, 1000)
             self.b1 = nn.Parameter(net[0].bias.detach().expand(groups, 1, -1).clone())  # (G, 1, 1000)
             self.rest = GroupedMLP([net[2:]] * groups)
         else:
@@ -88,17 +92,17 @@ class Critics(nn.Module):
     def forward(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, B, Ds), (G, B, De), (B,) rows -> logits of joint (S_i, E_i) and shuffled (S_i, E_shuffle[i]), (G, B) each."""
         if self.kind == "paper":
-            hs, he = torch.baddbmm(self.b1, s, self.w_s), torch.bmm(e, self.w_e)   # (G, B, 1000) each
+            hs, he = torch.baddbmm(self.b1, s, self.w_s), torch.bmm(e, self.w_e)  # (G, B, 1000) each
             joint = self.rest(torch.relu(hs + he)).squeeze(2)
             shuffled = self.rest(torch.relu(hs + he[:, shuffle])).squeeze(2)
             return joint, shuffled
-        fs, ge = self.f(s), self.g(e)                         # (G, B, 64)
+        fs, ge = self.f(s), self.g(e)  # (G, B, 64)
         scale = 1 / math.sqrt(fs.shape[2])
         return (fs * ge).sum(2) * scale + self.bias, (fs * ge[:, shuffle]).sum(2) * scale + self.bias
 
 
 def _loss(joint: torch.Tensor, shuffled: torch.Tensor) -> torch.Tensor:
-    """(G,) eq. 9 losses (dismi.losses.discriminator_loss) of G groups' (G, B) logits."""
+    """(G,) eq. 9 losses (dismi.model.losses.discriminator_loss) of G groups' (G, B) logits."""
     return nn.functional.softplus(-shuffled).mean(1) + nn.functional.softplus(joint).mean(1)
 
 
@@ -107,9 +111,17 @@ def _derangement(n: int, generator: torch.Generator) -> torch.Tensor:
     return losses.other_in_view(n, generator, torch.device("cpu"))[:n]
 
 
-def critic_losses(pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], kind: str, *,
-                  epochs: int, lr: float, batch_size: int, seed: int, device: str | torch.device = "cpu",
-                  on_epoch: Callable[[int], None] | None = None) -> list[float]:
+def critic_losses(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    kind: str,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[int], None] | None = None,
+) -> list[float]:
     """Held-out eq. 9 loss of a fresh critic of `kind` for each (S_train, E_train, S_test, E_test) of
     `pairs` (codes of the same images, same sizes), trained `epochs` epochs with Adam on the train rows
     (joint vs E shuffled within the minibatch) and scored on all test rows (joint vs E shuffled by a
@@ -121,10 +133,12 @@ def critic_losses(pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         return torch.as_tensor(np.stack([p[k] for p in pairs]), dtype=torch.float32, device=device)
 
     s_train, e_train, s_test, e_test = (stack(k) for k in range(4))  # (G, N, D)
-    stats = [(x.mean(1, keepdim=True), x.std(1, unbiased=False, keepdim=True).clamp_min(1e-6))
-             for x in (s_train, e_train)]
-    (s_train, s_test), (e_train, e_test) = [[(x - m) / sd for x in xs] for xs, (m, sd)
-                                            in zip(((s_train, s_test), (e_train, e_test)), stats)]
+    stats = [
+        (x.mean(1, keepdim=True), x.std(1, unbiased=False, keepdim=True).clamp_min(1e-6)) for x in (s_train, e_train)
+    ]
+    (s_train, s_test), (e_train, e_test) = [
+        [(x - m) / sd for x in xs] for xs, (m, sd) in zip(((s_train, s_test), (e_train, e_test)), stats)
+    ]
     critics = Critics(kind, len(pairs), s_train.shape[2], e_train.shape[2], gen).to(device)
     opt = torch.optim.Adam(critics.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
     for epoch in range(1, epochs + 1):
@@ -143,8 +157,9 @@ def critic_losses(pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         return _loss(*critics(s_test, e_test, _derangement(s_test.shape[1], gen).to(device))).tolist()
 
 
-def calibration(s_train: np.ndarray, e_train: np.ndarray, s_test: np.ndarray, e_test: np.ndarray, seed: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def calibration(
+    s_train: np.ndarray, e_train: np.ndarray, s_test: np.ndarray, e_test: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The same codes with E shuffled across images within each split: S and E independent by construction."""
     rng = np.random.default_rng(seed)
     return s_train, e_train[rng.permutation(len(e_train))], s_test, e_test[rng.permutation(len(e_test))]

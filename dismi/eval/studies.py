@@ -8,31 +8,31 @@ the group named by the params in which it differs from the commit it ran from (`
 Pure functions of plain dicts, so a notebook can use them on any list of runs; `stages/results.py`
 feeds them from DVC's experiments.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from dismi.errors import DismiError
-from dismi.evaluation import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
-from dismi.factors import FACTORS
+from dismi.data.factors import FACTORS
+from dismi.data.results import PROBES, REPRESENTATIONS, SYMBOL, Results
+from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
+from dismi.eval.tables import markdown
+from dismi.util.errors import DismiError
 
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
-# (probe, representation) -> where evaluate.json keeps that probe's accuracies
-SOURCES = {("paper", "shared"): ("paper_probe", "shared"), ("paper", "exclusive"): ("paper_probe", "exclusive"),
-           ("wide", "shared"): ("shared",), ("wide", "exclusive"): ("exclusive",)}
-FIGURES = (*FACTORS, "distance_to_ideal")
+CRITIC_FIGURES = ("loss", "calibration_loss")  # of each fresh critic (dismi.eval.dependence), when measured
 
 
 @dataclass(frozen=True)
 class Run:
     name: str
-    params: Mapping    # params.yaml as the run saw it
-    metrics: Mapping   # its evaluate.json, nested
+    params: Mapping  # params.yaml as the run saw it
+    metrics: Mapping  # its evaluate.json, nested
     base: Mapping | None = None  # the params of the commit it ran from, where known: names a params group
 
 
@@ -40,9 +40,9 @@ class Run:
 class Summary:
     group: str
     runs: tuple[str, ...]
-    params: dict                 # the params every run of the group shares
-    mean: dict[str, float]       # "paper/shared/scale" -> mean over runs (fractions)
-    std: dict[str, float]        # sample standard deviation (0 for a single run)
+    params: dict  # the params every run of the group shares
+    mean: dict[str, float]  # "paper/shared/scale" -> mean over runs (fractions)
+    std: dict[str, float]  # sample standard deviation (0 for a single run)
 
     @property
     def n(self) -> int:
@@ -56,15 +56,21 @@ def group_of(name: str) -> str:
 
 
 def figures(metrics: Mapping) -> dict[str, float] | None:
-    """evaluate.json -> {"probe/representation/figure": value}; None when a figure is missing."""
-    out = {}
-    for (probe, rep), path in SOURCES.items():
-        node = metrics
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if not isinstance(node, Mapping) or any(not isinstance(node.get(f), (int, float)) for f in FIGURES):
-            return None
-        out.update({f"{probe}/{rep}/{f}": float(node[f]) for f in FIGURES})
+    """evaluate.json (either layout: dismi.data.results) -> {"probe/representation/figure": value}, plus
+    {"dependence/critic/figure": value} when the critics were measured; None when a held-out figure is missing."""
+    try:
+        results = Results.from_json(metrics, complete=False)
+    except DismiError:
+        return None
+    out = {
+        f"{p}/{rep}/{f}": v
+        for p, by_rep in results.held_out.items()
+        for rep, figs in by_rep.items()
+        for f, v in figs.items()
+    }
+    for critic, figs in (results.dependence or {}).items():
+        if isinstance(figs, Mapping) and all(isinstance(figs.get(f), (int, float)) for f in CRITIC_FIGURES):
+            out.update({f"dependence/{critic}/{f}": float(figs[f]) for f in CRITIC_FIGURES})
     return out
 
 
@@ -73,8 +79,10 @@ def check_seed(run: Run) -> None:
     from the workspace's params, so a forgotten `-S seed=k` silently repeats the previous seed."""
     m = SEED_SUFFIX.match(run.name)
     if m and "seed" in run.params and float(run.params["seed"]) != float(m["seed"]):
-        raise DismiError(f"experiment {run.name} ran with seed={run.params['seed']}, not {m['seed']}: "
-                         f"remove it (dvc exp remove {run.name}) and rerun it with -S seed={m['seed']}")
+        raise DismiError(
+            f"experiment {run.name} ran with seed={run.params['seed']}, not {m['seed']}: "
+            f"remove it (dvc exp remove {run.name}) and rerun it with -S seed={m['seed']}"
+        )
 
 
 def _value(v) -> str:
@@ -87,8 +95,7 @@ def group_key(run: Run, ignore: Sequence[str] = ("seed",)) -> tuple:
     m = SEED_SUFFIX.match(run.name)
     if m:
         return ("name", m["group"])
-    return ("params", json.dumps({k: v for k, v in run.params.items() if k not in ignore}, sort_keys=True,
-                                 default=str))
+    return ("params", json.dumps({k: v for k, v in run.params.items() if k not in ignore}, sort_keys=True, default=str))
 
 
 def _params_group_name(run: Run, ignore: Sequence[str], varying: Sequence[str]) -> str:
@@ -111,8 +118,14 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
         if figs is not None:
             by_key.setdefault(group_key(run, ignore), []).append((run, figs))
     param_groups = [members[0][0].params for (how, _), members in by_key.items() if how == "params"]
-    varying = sorted({k for p in param_groups for k in p if k not in ignore
-                      and len({json.dumps(q.get(k), default=str) for q in param_groups}) > 1})
+    varying = sorted(
+        {
+            k
+            for p in param_groups
+            for k in p
+            if k not in ignore and len({json.dumps(q.get(k), default=str) for q in param_groups}) > 1
+        }
+    )
     groups: dict[str, list[tuple[Run, dict]]] = {}
     for (how, name), members in by_key.items():
         if how == "params":
@@ -122,13 +135,18 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
         groups[name] = members
     out = []
     for group, members in groups.items():
-        keys = members[0][1].keys()
+        keys = [k for k in members[0][1] if all(k in figs for _, figs in members)]  # older rows lack the critics
         values = {k: np.array([figs[k] for _, figs in members]) for k in keys}
-        shared = {k: v for k, v in members[0][0].params.items()
-                  if all(r.params.get(k) == v for r, _ in members)}
-        out.append(Summary(group, tuple(r.name for r, _ in members), shared,
-                           {k: float(v.mean()) for k, v in values.items()},
-                           {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()}))
+        shared = {k: v for k, v in members[0][0].params.items() if all(r.params.get(k) == v for r, _ in members)}
+        out.append(
+            Summary(
+                group,
+                tuple(r.name for r, _ in members),
+                shared,
+                {k: float(v.mean()) for k, v in values.items()},
+                {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+            )
+        )
     return out
 
 
@@ -137,33 +155,67 @@ def _pm(s: Summary, key: str, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def summary_table(s: Summary) -> str:
-    """Markdown: mean ± std over the group's runs of every held-out figure, beside the paper and the report."""
-    head = "| factor | S paper probe | S wide probe | E paper probe | E wide probe | paper S | paper E | report S | report E |"
-    lines = [f"`{s.group}`: {s.n} run(s) ({', '.join(s.runs)}); held-out accuracy (%), mean ± std over runs.",
-             "", head, "|---|" + "---:|" * 8]
-    for f in FACTORS:
-        lines.append(f"| {f} | {_pm(s, f'paper/shared/{f}')} | {_pm(s, f'wide/shared/{f}')} "
-                     f"| {_pm(s, f'paper/exclusive/{f}')} | {_pm(s, f'wide/exclusive/{f}')} "
-                     f"| {100 * PAPER_ACCURACY['shared'][f]:.2f} | {100 * PAPER_ACCURACY['exclusive'][f]:.2f} "
-                     f"| {100 * REPORT_ACCURACY['shared'][f]:.2f} | {100 * REPORT_ACCURACY['exclusive'][f]:.2f} |")
+    """Markdown: mean ± std over the group's runs of every held-out figure, beside the paper and the report;
+    then the fresh critics' held-out loss on (S, E), when the runs measured it."""
+    cols = [(p, rep) for rep in REPRESENTATIONS for p in PROBES]
+    header = [
+        "factor",
+        *(f"{SYMBOL[r]} {PROBES[p].label}" for p, r in cols),
+        "paper S",
+        "paper E",
+        "report S",
+        "report E",
+    ]
+    rows = [
+        [
+            f,
+            *(_pm(s, f"{p}/{r}/{f}") for p, r in cols),
+            *(f"{100 * PAPER_ACCURACY[r][f]:.2f}" for r in REPRESENTATIONS),
+            *(f"{100 * REPORT_ACCURACY[r][f]:.2f}" for r in REPRESENTATIONS),
+        ]
+        for f in FACTORS
+    ]
     d = "distance_to_ideal"
-    lines.append(f"| distance to ideal | {_pm(s, f'paper/shared/{d}', 1, 3)} | {_pm(s, f'wide/shared/{d}', 1, 3)} "
-                 f"| {_pm(s, f'paper/exclusive/{d}', 1, 3)} | {_pm(s, f'wide/exclusive/{d}', 1, 3)} "
-                 f"| {PAPER_DISTANCE['shared']:.4f} | {PAPER_DISTANCE['exclusive']:.4f} "
-                 f"| {REPORT_DISTANCE['shared']:.3f} | {REPORT_DISTANCE['exclusive']:.2f} |")
-    return "\n".join(lines) + "\n"
+    rows.append(
+        [
+            "distance to ideal",
+            *(_pm(s, f"{p}/{r}/{d}", 1, 3) for p, r in cols),
+            *(f"{PAPER_DISTANCE[r]:.4f}" for r in REPRESENTATIONS),
+            f"{REPORT_DISTANCE['shared']:.3f}",
+            f"{REPORT_DISTANCE['exclusive']:.2f}",
+        ]
+    )
+    out = (
+        f"`{s.group}`: {s.n} run(s) ({', '.join(s.runs)}); held-out accuracy (%), mean ± std over runs.\n\n"
+        + markdown(header, rows)
+        + "\n"
+    )
+    critics = sorted({k.split("/")[1] for k in s.mean if k.startswith("dependence/")})
+    if critics:
+        out += (
+            "\nS-E dependence: fresh critics' held-out loss (2 ln 2 = 1.386 when S and E are independent), "
+            "mean ± std over runs.\n\n"
+            + markdown(
+                ["critic", "loss", "calibration loss"],
+                [[c, *(_pm(s, f"dependence/{c}/{f}", 1, 3) for f in CRITIC_FIGURES)] for c in critics],
+            )
+            + "\n"
+        )
+    return out
 
 
-def lambda_curve(summaries: Sequence[Summary], prefix: str = "lambda", baseline: str | None = None
-                 ) -> list[Summary]:
+def lambda_curve(summaries: Sequence[Summary], prefix: str = "lambda", baseline: str | None = None) -> list[Summary]:
     """The groups named `<prefix>...` that each hold one lambda_adv value, sorted by it (paper Fig. 5).
 
     The `baseline` group joins them as one more point when no lambda group has its lambda_adv, so the
     profile need not be run twice under two names."""
     chosen = [s for s in summaries if s.group.startswith(prefix) and "lambda_adv" in s.params]
     values = {float(s.params["lambda_adv"]) for s in chosen}
-    chosen += [s for s in summaries if chosen and s.group == baseline and "lambda_adv" in s.params
-               and float(s.params["lambda_adv"]) not in values]
+    chosen += [
+        s
+        for s in summaries
+        if chosen and s.group == baseline and "lambda_adv" in s.params and float(s.params["lambda_adv"]) not in values
+    ]
     return sorted(chosen, key=lambda s: float(s.params["lambda_adv"]))
 
 
@@ -176,11 +228,17 @@ def ablation_table(summaries: Sequence[Summary], baseline: str, prefix: str = "a
     over coordinates, as earlier implementations did)."""
     chosen = [s for s in summaries if s.group == baseline] + [s for s in summaries if s.group.startswith(prefix)]
     head = ["group", "runs", *ABLATED, *(f"S {f}" for f in FACTORS), "S distance"]
-    lines = ["Held-out accuracy (%) of the paper probe on S, mean ± std over runs; ideal: 100 on scale, shape, "
-             "orientation, chance on the hues.", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for s in chosen:
-        cells = [s.group + (" (baseline)" if s.group == baseline else ""), str(s.n),
-                 *(str(s.params.get(k, "varies")) for k in ABLATED),
-                 *(_pm(s, f"paper/shared/{f}") for f in FACTORS), _pm(s, "paper/shared/distance_to_ideal", 1, 3)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        [
+            s.group + (" (baseline)" if s.group == baseline else ""),
+            str(s.n),
+            *(str(s.params.get(k, "varies")) for k in ABLATED),
+            *(_pm(s, f"paper/shared/{f}") for f in FACTORS),
+            _pm(s, "paper/shared/distance_to_ideal", 1, 3),
+        ]
+        for s in chosen
+    ]
+    return (
+        "Held-out accuracy (%) of the paper probe on S, mean ± std over runs; ideal: 100 on scale, shape, "
+        "orientation, chance on the hues.\n\n" + markdown(head, rows, numeric_from=len(head)) + "\n"
+    )

@@ -13,6 +13,7 @@ threads (at least 1), so two CPU runs on two cores get one thread each instead o
 spinning against each other. A long run calls it again now and then, to follow runs starting and ending.
 An OMP_NUM_THREADS the user set is left alone.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -21,14 +22,15 @@ import platform
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import torch
 
-from dismi.errors import DismiError
+from dismi.util.errors import DismiError
 
 LOCK_DIR_ENV = "DISMI_LOCK_DIR"
 _SLOT = re.compile(r"(?P<device>[\w-]+)\.(?P<k>\d+)\.lock")
@@ -59,6 +61,7 @@ def cores() -> int:
 class Claim:
     """A run's slot: `device` to train on; the lock is held until release(), until the process ends, or
     until the Claim is garbage-collected: keep it (a `with` block) while the run lasts."""
+
     device: torch.device
     slot: str  # the lock file's name, e.g. cuda0.0.lock: GPU 0, its first run
     _file: IO | None = field(default=None, repr=False)
@@ -79,7 +82,7 @@ class Claim:
             self._file.close()  # closing the only descriptor drops the flock
             self._file = None
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -208,7 +211,7 @@ def share_cores(directory: Path | None = None) -> int:
 #
 # torch's OpenMP threads wait for each other at the end of every parallel region: with one thread per
 # core, a single CPU-bound process elsewhere takes a core from one of them and every region waits for
-# the scheduler to give it back (docs/performance.md: 0.35x of the speed alone beside one `yes`). With
+# the scheduler to give it back (docs/performance.md: what that costs beside one `yes`). With
 # one thread fewer than the cores, the other process has a core of its own and nothing waits.
 
 
@@ -232,8 +235,9 @@ class CoreWatch:
     process's, over the wall time), rounded; share_cores() then leaves them a core each. An average over
     seconds, not a count of running threads at an instant: a process that runs for a moment does not
     count, one that keeps a core busy does."""
-    every: float = 2.0         # seconds per decision: the time to follow a change
-    busy: int = 0              # cores other processes kept busy in the last window
+
+    every: float = 2.0  # seconds per decision: the time to follow a change
+    busy: int = 0  # cores other processes kept busy in the last window
     _last: tuple[float, float, float] | None = None  # (wall, machine CPU, own CPU) seconds
     _next: float = 0.0
 
@@ -256,6 +260,16 @@ class CoreWatch:
 
 
 _watch: list[CoreWatch | None] = [None]  # the claimed CPU run's watch; None outside a claim
+
+
+def following_load() -> bool:
+    """Whether this process's CPU threads follow other processes' load (a CPU claim in use)."""
+    return _watch[0] is not None
+
+
+def stop_following_load() -> None:
+    """Keep the threads where they are for the rest of the claim (bench --no-follow-load)."""
+    _watch[0] = None
 
 
 def tick() -> None:
@@ -303,4 +317,3 @@ def cache_budget(device: torch.device | str) -> int:
         return int(CACHE_FRACTION * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # unknown: build no table
         return 0
-

@@ -1,28 +1,31 @@
-"""The training loop of both stages (report Sec. III): trainers, device-resident pairs, checkpoints, model files.
+"""The training loop of both stages (report Sec. III): trainers and device-resident pairs (model files and
+checkpoints: dismi.train.modelfile).
 
-The objectives they minimise (eq. 5-10) are dismi.objectives' SharedModel and ExclusiveModel.
+The objectives they minimise (eq. 5-10) are dismi.model.objectives' SharedModel and ExclusiveModel.
 
 The loop keeps everything on the device: the split's images live there as uint8, batches and
 negatives are drawn there by index from seeded device generators, loss terms are summed there,
 and a NaN/inf is noted there; the host reads anything back only every `log_every` iterations.
 """
+
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from dismi import devices, losses
-from dismi.errors import DismiError
-from dismi.factors import FACTORS
-from dismi.files import atomic_write
-from dismi.networks import MAP_SIZE, Discriminator, Encoder, seeded, to_input
-from dismi.objectives import ExclusiveModel, SharedModel
-from dismi.pairfile import TEST, TRAIN, PairData
+from dismi.data.factors import FACTORS
+from dismi.data.pairfile import TEST, TRAIN, PairData
+from dismi.data.results import EARLIER, PROBES
+from dismi.model import losses
+from dismi.model.networks import MAP_SIZE, Discriminator, Encoder, seeded, to_input
+from dismi.model.objectives import ExclusiveModel, SharedModel
+from dismi.train.modelfile import cpu_state
+from dismi.util import devices
+from dismi.util.errors import DismiError
 
 # torch.compile's backend. On CPUs inductor is refused: with torch 2.13 and one thread it computed a wrong
 # gradient for an online classifier of the whole shared step, and with two the step ran slower
@@ -32,13 +35,8 @@ COMPILE_BACKEND = "inductor"
 HEARTBEAT_SECONDS = 20.0  # the longest a training stage stays silent between its logs
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
-MODEL_KINDS = ("shared", "exclusive")
 D_REFRESH_PAIRS = 2048  # pairs (4,096 train images) whose current codes a refreshed discriminator trains on
 D_REFRESH_STREAM = 2  # the refreshes' seed stream, beside _stage_seeds' (init, batches, test batches)
-# dvclive metric prefix of each probe kind's online accuracies: acc/shared/scale is the wide probe's.
-# "earlier": the `online_earlier` measurement, paper-width classifiers trained and read the way the earlier
-# implementations did (softmax before the cross-entropy, accuracy on training batches); logged only when on.
-ONLINE_PREFIX = {"wide": "acc", "paper": "acc_paper", "earlier": "acc_earlier"}
 # The logged name of each loss term: the eq. 2 MI estimates are maximised, so they are not "loss/"
 MAXIMISED = ("global", "local")
 
@@ -48,112 +46,8 @@ def logged_name(term: str) -> str:
     return f"mi/{term}" if term in MAXIMISED else f"loss/{term}"
 
 
-# --------------------------------------------------------------------------- device, files
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when present, else cpu; an explicit cuda without a GPU is an error.
-
-    A stage claims its device with dismi.devices.claim instead, so that concurrent runs spread over
-    the GPUs; this is for one-off tools (bench)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DismiError(f"device={name!r} but no CUDA device is visible: set device to auto or cpu")
-    return torch.device(name)
-
-
-def _atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save through dismi.files.atomic_write: a crash never leaves a complete-looking file.
-
-    Saved through a file object: given a path, torch names the archive after the (temporary, per
-    process) file, so the same weights would hash differently on every save and DVC would see a
-    changed model.
-    """
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-
-    atomic_write(path, write)
-
-
-def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-
-def save_model(path: str | Path, encoder: Encoder, kind: str, params: dict, data_sha256: str, *,
-               iteration: int | None = None, snapshots: dict[int, dict] | None = None,
-               device: str | torch.device | None = None, **extra: Any) -> None:
-    """Final weights of one encoder with what they were trained with; loadable with weights_only=True.
-
-    `snapshots` (iteration -> weights) are earlier states of the same encoder, for learning curves.
-    The file records the device it was trained on (`device`, default: where the encoder's weights
-    are), its model name (`device_name`) and the torch version (`torch_version`).
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
-    _atomic_save({"kind": kind, "config": {"width": encoder.width, "out_dim": encoder.out_dim},
-                  "state_dict": _cpu_state(encoder), "params": dict(params), "data_sha256": data_sha256,
-                  "iteration": iteration, "snapshots": {str(i): w for i, w in (snapshots or {}).items()},
-                  "device": device.type, "device_name": devices.describe(device),
-                  "torch_version": str(torch.__version__), **extra}, path)
-
-
-def _read_model(path: str | Path) -> dict:
-    """A model file's contents, its final weights checked to load into its encoder; DismiError otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise DismiError(f"model file {path} not found: run its training stage first (dvc repro)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        Encoder(**blob["config"]).load_state_dict(blob["state_dict"])
-    except Exception as e:  # any unreadable or foreign file gets the same one-line answer
-        raise DismiError(f"model file {path} is not a dismi model ({type(e).__name__}): "
-                         "delete it and rerun its training stage") from None
-    return blob
-
-
-def _encoder(config: dict, weights: dict, device: str | torch.device) -> Encoder:
-    encoder = Encoder(**config)
-    encoder.load_state_dict(weights)
-    return encoder.to(device).eval()
-
-
-def _meta(blob: dict) -> dict:
-    return {k: v for k, v in blob.items() if k not in ("state_dict", "snapshots")}
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Encoder, dict]:
-    """-> (encoder in eval mode on `device`, the file's other fields)."""
-    blob = _read_model(path)
-    return _encoder(blob["config"], blob["state_dict"], device), _meta(blob)
-
-
-def load_snapshots(path: str | Path, device: str | torch.device = "cpu"
-                   ) -> tuple[list[tuple[int | None, Encoder]], dict]:
-    """([(iteration, encoder in eval mode)] for each snapshot in a model file and its final weights, in
-    training order; the final entry's iteration is None when the file does not record it), the file's
-    other fields). One read of the file."""
-    blob = _read_model(path)
-    snapshots = sorted((int(i), w) for i, w in (blob.get("snapshots") or {}).items())
-    encoders = [(it, _encoder(blob["config"], w, device)) for it, w in snapshots]
-    return encoders + [(blob.get("iteration"), _encoder(blob["config"], blob["state_dict"], device))], _meta(blob)
-
-
-def save_checkpoint(path: str | Path, state: dict, fingerprint: dict) -> None:
-    _atomic_save({"fingerprint": fingerprint, **state}, path)
-
-
-def load_checkpoint(path: str | Path, fingerprint: dict) -> dict | None:
-    """The checkpoint's state when it exists, is readable and was made with `fingerprint`; else None."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # missing, truncated or foreign: the run starts fresh and overwrites it
-        return None
-    return state if isinstance(state, dict) and state.get("fingerprint") == fingerprint else None
-
-
 # --------------------------------------------------------------------------- data on the device
+
 
 class DevicePairs:
     """One split's pairs, its images resident on the device as uint8 and drawn there by index."""
@@ -163,9 +57,11 @@ class DevicePairs:
         name = "train" if split == TRAIN else "test"
         if len(pairs) < 2:
             more = "n_pairs or test_fraction" if split == TEST else "n_pairs"
-            raise DismiError(f"the pairs file has {len(pairs)} {name} pair(s); at least 2 are needed: "
-                             f"raise {more} and rerun the pairs stage")
-        self.images = torch.from_numpy(data.images[rows]).to(device)   # (M, 64, 64, 3) uint8
+            raise DismiError(
+                f"the pairs file has {len(pairs)} {name} pair(s); at least 2 are needed: "
+                f"raise {more} and rerun the pairs stage"
+            )
+        self.images = torch.from_numpy(data.images[rows]).to(device)  # (M, 64, 64, 3) uint8
         self.classes = torch.from_numpy(data.classes[rows]).to(device)  # (M, 6) int64
         self.x = torch.from_numpy(np.searchsorted(rows, data.x[pairs])).to(device)  # (P,) rows of images
         self.y = torch.from_numpy(np.searchsorted(rows, data.y[pairs])).to(device)
@@ -175,17 +71,13 @@ class DevicePairs:
         pick = torch.randint(len(self.x), (n,), generator=generator, device=self.x.device)
         return torch.cat([self.x[pick], self.y[pick]])
 
-    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """n random pairs -> images (2n, 64, 64, 3), X images then Y partners; classes (2n, 6)."""
-        rows = self.draw(n, generator)
-        return self.images[rows], self.classes[rows]
-
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.randint(len(self.images), (n,), generator=generator, device=self.images.device)
         return self.images[rows], self.classes[rows]
 
 
 # --------------------------------------------------------------------------- trainers
+
 
 def _stage_seeds(seed: int, stage: int) -> list[int]:
     # Independent streams for init, training batches and test batches; `stage` keeps the exclusive
@@ -229,8 +121,10 @@ class Trainer:
         self.earlier_hits = torch.zeros(len(FACTORS), device=device)
         self.earlier_count = 0
         if compile and device.type == "cpu" and COMPILE_BACKEND == "inductor":
-            raise DismiError("compile=true is for CUDA devices: on CPUs torch's inductor ran the step slower and "
-                             "computed a wrong gradient (docs/performance.md); set compile to false")
+            raise DismiError(
+                "compile=true is for CUDA devices: on CPUs torch's inductor ran the step slower and "
+                "computed a wrong gradient (docs/performance.md); set compile to false"
+            )
         self.compiled = compile
 
     def _compile(self, fn: Callable) -> Callable:
@@ -267,8 +161,7 @@ class Trainer:
         if update:
             opt.step()
 
-    def step(self, images: torch.Tensor, classes: torch.Tensor, *, update: bool = True, **precomputed
-             ) -> torch.Tensor:
+    def step(self, images: torch.Tensor, classes: torch.Tensor, *, update: bool = True, **precomputed) -> torch.Tensor:
         """One iteration on 2B images (X then Y) -> (len(terms),) detached loss terms.
 
         update=False: forward and backward only, what `bench` compares the loop against.
@@ -276,7 +169,7 @@ class Trainer:
         """
         raise NotImplementedError
 
-    def precomputed(self, train: "DevicePairs", rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def precomputed(self, train: DevicePairs, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs of `step` that depend only on the images and are computed once per split, looked up
         for `rows`; none by default."""
         return {}
@@ -286,7 +179,7 @@ class Trainer:
     def run(self, train: DevicePairs, batch_size: int, n: int) -> None:
         """n iterations, nothing read back to the host."""
         for _ in range(n):
-            devices.tick()  # a CPU run follows other processes' load (dismi.devices.CoreWatch)
+            devices.tick()  # a CPU run follows other processes' load (dismi.util.devices.CoreWatch)
             if self.heartbeat is not None and time.monotonic() >= self._next_beat:
                 self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 self.heartbeat(self.iteration)
@@ -296,15 +189,23 @@ class Trainer:
             self.iteration += 1
             self.sums += terms
             self.count += 1
-            self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0),
-                                         self.iteration, self.first_bad)
+            self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0), self.iteration, self.first_bad)
 
     def _before_step(self, train: DevicePairs, batch_size: int) -> None:
         """Work of the loop between two steps (ExclusiveTrainer's discriminator refresh); none by default."""
 
-    def fit(self, data: PairData, *, iters: int, batch_size: int, log_every: int, checkpoint_every: int,
-            log: Callable[[int, dict[str, float]], None], save: Callable[[dict], None],
-            snapshot_every: int = 0) -> None:
+    def fit(
+        self,
+        data: PairData,
+        *,
+        iters: int,
+        batch_size: int,
+        log_every: int,
+        checkpoint_every: int,
+        log: Callable[[int, dict[str, float]], None],
+        save: Callable[[dict], None],
+        snapshot_every: int = 0,
+    ) -> None:
         """Train from `self.iteration` to `iters`: log(iteration, metrics) every `log_every` and at the
         end, save(state) every `checkpoint_every` and at the end; a NaN/inf raises before either.
 
@@ -319,9 +220,9 @@ class Trainer:
             self.run(train, batch_size, stop - self.iteration)
             self._raise_if_nonfinite()
             if snapshot_every > 0 and self.iteration % snapshot_every == 0 and self.iteration < iters:
-                self.snapshots[self.iteration] = _cpu_state(self.model.encoder)
+                self.snapshots[self.iteration] = cpu_state(self.model.encoder)
             if self.iteration % log_every == 0 or self.iteration == iters:
-                log(self.iteration, self._mean_terms() | self.online_accuracy(test) | self._extra_metrics())
+                log(self.iteration, self.mean_terms() | self.online_accuracy(test) | self._extra_metrics())
             if self.iteration % checkpoint_every == 0 or self.iteration == iters:
                 save(self.state_dict())
 
@@ -330,10 +231,13 @@ class Trainer:
         if bad:
             # `total` is the sum of the others: name the term that went first.
             it, _, name = min((it, name == "total", name) for it, name in bad)
-            raise DismiError(f"{logged_name(name)} became nan or inf at iteration {it}: lower the learning rate "
-                             "or the weights (the last good checkpoint is kept)")
+            raise DismiError(
+                f"{logged_name(name)} became nan or inf at iteration {it}: lower the learning rate "
+                "or the weights (the last good checkpoint is kept)"
+            )
 
-    def _mean_terms(self) -> dict[str, float]:
+    def mean_terms(self) -> dict[str, float]:
+        """Each term's mean since the last call, by its logged name; starts the next interval."""
         means = (self.sums / self.count).tolist()
         self.sums.zero_()
         self.count = 0
@@ -347,12 +251,17 @@ class Trainer:
         try:
             with self.autocast():
                 rep = self.model.encoder(to_input(images))[0]  # (n, dim): S or E
-                hits = {probe: (bank(rep).argmax(2) == classes).float().mean(0)  # (factors,)
-                        for probe, bank in self.model.classifiers.items()}
+                hits = {
+                    probe: (bank(rep).argmax(2) == classes).float().mean(0)  # (factors,)
+                    for probe, bank in self.model.classifiers.items()
+                }
         finally:
             self.model.train()
-        return {f"{ONLINE_PREFIX[probe]}/{self.representation}/{name}": a
-                for probe, h in hits.items() for name, a in zip(FACTORS, h.tolist())}
+        return {
+            f"{PROBES[probe].online_prefix}/{self.representation}/{name}": a
+            for probe, h in hits.items()
+            for name, a in zip(FACTORS, h.tolist())
+        }
 
     def _extra_metrics(self) -> dict[str, float]:
         """Logged beside the terms: the earlier protocol's accuracies on the interval's training batches (when
@@ -362,16 +271,20 @@ class Trainer:
         hits = (self.earlier_hits / max(self.earlier_count, 1)).tolist()
         self.earlier_hits.zero_()
         self.earlier_count = 0
-        return {f"{ONLINE_PREFIX['earlier']}/{self.representation}/{name}": a for name, a in zip(FACTORS, hits)}
+        return {f"{EARLIER.online_prefix}/{self.representation}/{name}": a for name, a in zip(FACTORS, hits)}
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"iteration": self.iteration, "model": self.model.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "generators": {"batch": self.batch_gen.get_state(), "eval": self.eval_gen.get_state()},
-                "sums": self.sums, "count": self.count,
-                "snapshots": {str(i): w for i, w in self.snapshots.items()}} | self._extra_state()
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "generators": {"batch": self.batch_gen.get_state(), "eval": self.eval_gen.get_state()},
+            "sums": self.sums,
+            "count": self.count,
+            "snapshots": {str(i): w for i, w in self.snapshots.items()},
+        } | self._extra_state()
 
     def _extra_state(self) -> dict:
         """State of the options that are on (absent when off, so a default checkpoint is today's)."""
@@ -396,15 +309,38 @@ class SharedTrainer(Trainer):
     terms = ("total", "global", "local", "l1", "classifier")
     representation = "shared"
 
-    def __init__(self, *, width: int, dim: int, alpha: float, beta: float, gamma: float, switched: bool,
-                 lr: float, seed: int, device: torch.device, l1_reduce: str = "mean", compile: bool = False,
-                 online_earlier: bool = False):
+    def __init__(
+        self,
+        *,
+        width: int,
+        dim: int,
+        alpha: float,
+        beta: float,
+        gamma: float,
+        switched: bool,
+        lr: float,
+        seed: int,
+        device: torch.device,
+        l1_reduce: str = "mean",
+        compile: bool = False,
+        online_earlier: bool = False,
+    ):
         seeds = _stage_seeds(seed, 0)
         if online_earlier:
             self.terms = type(self).terms + ("classifier_earlier",)
-        model = seeded(lambda: SharedModel(width, dim, alpha=alpha, beta=beta, gamma=gamma, switched=switched,
-                                           l1_reduce=l1_reduce, online_earlier=online_earlier),
-                       torch.Generator().manual_seed(seeds[0]))
+        model = seeded(
+            lambda: SharedModel(
+                width,
+                dim,
+                alpha=alpha,
+                beta=beta,
+                gamma=gamma,
+                switched=switched,
+                l1_reduce=l1_reduce,
+                online_earlier=online_earlier,
+            ),
+            torch.Generator().manual_seed(seeds[0]),
+        )
         super().__init__(model, seeds, device, compile)
         # One optimizer: the classifiers see detached codes, so their loss only reaches them.
         self.optimizers = {"main": _adam(self.model.parameters(), lr)}
@@ -428,25 +364,59 @@ class ExclusiveTrainer(Trainer):
     trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
     on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
     channels; tests plant a dependence with a small one)."""
+
     terms = ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")
     representation = "exclusive"
 
-    def __init__(self, *, shared: Encoder, width: int, dim: int, alpha: float, beta: float, lambda_adv: float,
-                 lr: float, seed: int, device: torch.device, compile: bool = False, d_steps: int = 1,
-                 lr_d: float = 0.0, adv_loss: str = "nonsaturating", d_refresh_every: int = 0,
-                 d_refresh_steps: int = 600, lambda_hsic: float = 0.0, online_earlier: bool = False,
-                 encoder: nn.Module | None = None):
+    def __init__(
+        self,
+        *,
+        shared: Encoder,
+        width: int,
+        dim: int,
+        alpha: float,
+        beta: float,
+        lambda_adv: float,
+        lr: float,
+        seed: int,
+        device: torch.device,
+        compile: bool = False,
+        d_steps: int = 1,
+        lr_d: float = 0.0,
+        adv_loss: str = "nonsaturating",
+        d_refresh_every: int = 0,
+        d_refresh_steps: int = 600,
+        lambda_hsic: float = 0.0,
+        online_earlier: bool = False,
+        encoder: nn.Module | None = None,
+    ):
         if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0:
-            raise ValueError(f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
-                             f"lambda_hsic >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
-                             f"{lambda_hsic}")
+            raise ValueError(
+                f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
+                f"lambda_hsic >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
+                f"{lambda_hsic}"
+            )
         seeds = _stage_seeds(seed, 1)
-        self.terms = (type(self).terms + (("hsic",) if lambda_hsic > 0 else ())
-                      + (("classifier_earlier",) if online_earlier else ()))
-        model = seeded(lambda: ExclusiveModel(shared.width, shared.out_dim, width, dim,
-                                              alpha=alpha, beta=beta, lambda_adv=lambda_adv, adv_loss=adv_loss,
-                                              lambda_hsic=lambda_hsic, online_earlier=online_earlier),
-                       torch.Generator().manual_seed(seeds[0]))
+        self.terms = (
+            type(self).terms
+            + (("hsic",) if lambda_hsic > 0 else ())
+            + (("classifier_earlier",) if online_earlier else ())
+        )
+        model = seeded(
+            lambda: ExclusiveModel(
+                shared.width,
+                shared.out_dim,
+                width,
+                dim,
+                alpha=alpha,
+                beta=beta,
+                lambda_adv=lambda_adv,
+                adv_loss=adv_loss,
+                lambda_hsic=lambda_hsic,
+                online_earlier=online_earlier,
+            ),
+            torch.Generator().manual_seed(seeds[0]),
+        )
         if encoder is not None:
             model.encoder = encoder
         super().__init__(model, seeds, device, compile)
@@ -457,8 +427,10 @@ class ExclusiveTrainer(Trainer):
         self.d_refresh_every, self.d_refresh_steps = d_refresh_every, d_refresh_steps
         self.refresh_loss: torch.Tensor | None = None  # the last refreshed D's loss on its codes, per view
         d_params = set(self.model.discriminator.parameters())
-        self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
-                           "discriminator": _adam(self.model.discriminator.parameters(), self.lr_d)}
+        self.optimizers = {
+            "main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
+            "discriminator": _adam(self.model.discriminator.parameters(), self.lr_d),
+        }
         # Three compiled regions: D's update sits between the encoder's forward and the encoder's loss.
         self._encode = self._compile(self.model.encoder)
         self._d_loss = self._compile(self.model.discriminator_loss)
@@ -468,8 +440,10 @@ class ExclusiveTrainer(Trainer):
     def _shared_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen shared encoder on uint8 images, in batches -> S (N, shared_dim), C_sh (N, 8w_sh, 5, 5)."""
         with self.autocast():
-            out = [self.shared(to_input(images[i:i + SHARED_CODES_BATCH]))
-                   for i in range(0, len(images), SHARED_CODES_BATCH)]
+            out = [
+                self.shared(to_input(images[i : i + SHARED_CODES_BATCH]))
+                for i in range(0, len(images), SHARED_CODES_BATCH)
+            ]
         return torch.cat([s for s, _ in out]), torch.cat([f for _, f in out])
 
     def precomputed(self, train, rows):
@@ -532,8 +506,9 @@ class ExclusiveTrainer(Trainer):
         return torch.Generator().manual_seed(init), torch.Generator(self.device).manual_seed(draws)
 
     @torch.no_grad()
-    def _current_codes(self, train: DevicePairs, batch_size: int, generator: torch.Generator
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _current_codes(
+        self, train: DevicePairs, batch_size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """S and the current, detached E of D_REFRESH_PAIRS random train pairs -> (pairs, 2, dim) each, X then
         Y. E comes in train mode and in batches of the game's size, as D sees it in the game; the encoder's
         BatchNorm statistics are put back, so the refresh leaves the encoder as it found it."""

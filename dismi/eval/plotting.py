@@ -3,21 +3,25 @@
 Every function takes plain arrays and dicts and returns the Figure; `save_figure` writes a PNG
 atomically. Accuracies are fractions 0..1 in the inputs and shown as percentages.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from dismi.evaluation import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
-from dismi.factors import EXCLUSIVE_FACTORS, FACTORS, SHARED_FACTORS, SIZES, chance_level, ideal_accuracy
-from dismi.files import atomic_write
+from dismi.data.factors import EXCLUSIVE_FACTORS, FACTORS, SHARED_FACTORS, SIZES, chance_level, ideal_accuracy
+from dismi.data.results import PROBES, REPRESENTATIONS, Results
+from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
+from dismi.util.files import atomic_write
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps, values)
 LABEL = {"shared": "S (shared)", "exclusive": "E (exclusive)"}
 COLOUR = {"shared": "tab:blue", "exclusive": "tab:orange"}
+PROBE_COLOUR = {"paper": "tab:green", "wide": "tab:olive"}  # another probe kind gets matplotlib's next colour
+PROBE_LINE = {"paper": "-", "wide": ":"}
 OWNER = {**{f: "shared factor" for f in SHARED_FACTORS}, **{f: "exclusive factor" for f in EXCLUSIVE_FACTORS}}
 
 
@@ -47,23 +51,30 @@ def learning_curves(curves: Mapping[str, Mapping[str, Curve]], n_values: Sequenc
     return fig
 
 
-def accuracy_table(results: Mapping, n_values: Sequence[int]) -> Figure:
-    """Report Table VI as bars: held-out and online accuracy of S and E beside paper, report, ideal, chance.
-
-    `results` is evaluate's nested dict: results["shared"][factor], results["online"]["shared"][factor], ...
-    """
+def accuracy_table(results: Results, n_values: Sequence[int]) -> Figure:
+    """Report Table VI as bars: held-out accuracy by each probe kind and the paper probe's online accuracy,
+    S and E, beside paper, report, ideal and chance."""
     fig = Figure(figsize=(13, 5.5), layout="constrained")
     x = np.arange(len(FACTORS))
-    series = (("ours, paper probe, held-out", lambda rep: results["paper_probe"][rep], "tab:green"),
-              ("ours, wide probe, held-out", lambda rep: results[rep], "tab:olive"),
-              ("ours, paper probe, online (test batches)", lambda rep: results["online_paper"][rep], "tab:cyan"),
-              ("Sanchez et al. (paper)", lambda rep: PAPER_ACCURACY[rep], "tab:purple"),
-              ("Busellato (report)", lambda rep: REPORT_ACCURACY[rep], "tab:brown"))
+    series = [
+        (f"ours, {kind.label}, held-out", lambda rep, p=p: results.held_out[p][rep], PROBE_COLOUR.get(p))
+        for p, kind in PROBES.items()
+    ]
+    series += [
+        ("ours, paper probe, online (test batches)", lambda rep: results.online["paper"][rep], "tab:cyan"),
+        ("Sanchez et al. (paper)", lambda rep: PAPER_ACCURACY[rep], "tab:purple"),
+        ("Busellato (report)", lambda rep: REPORT_ACCURACY[rep], "tab:brown"),
+    ]
     width = 0.8 / len(series)
-    for ax, rep in zip(fig.subplots(1, 2, sharey=True), ("shared", "exclusive")):
+    for ax, rep in zip(fig.subplots(1, 2, sharey=True), REPRESENTATIONS):
         for i, (label, values, colour) in enumerate(series):
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, [100 * values(rep)[f] for f in FACTORS], width,
-                   label=label, color=colour)
+            ax.bar(
+                x + (i - (len(series) - 1) / 2) * width,
+                [100 * values(rep)[f] for f in FACTORS],
+                width,
+                label=label,
+                color=colour,
+            )
         ideal = [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, n_values)]
         chance = [100 * chance_level(n) for n in n_values]
         ax.scatter(x, ideal, marker="_", s=900, color="black", zorder=3, label="ideal")
@@ -71,9 +82,15 @@ def accuracy_table(results: Mapping, n_values: Sequence[int]) -> Figure:
         ax.set_xticks(x, FACTORS, rotation=20)
         ax.set_ylabel("classifier accuracy (%)")
         ax.set_ylim(0, 105)
-        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
-                     f"{results['paper_probe'][rep]['distance_to_ideal']:.3f}, wide {results[rep]['distance_to_ideal']:.3f} "
-                     f"(paper {PAPER_DISTANCE[rep]:.4f}, report {REPORT_DISTANCE[rep]:.3f})", fontsize=10)
+        distances = ", ".join(
+            f"{kind.label.removesuffix(' probe')} {results.held_out[p][rep]['distance_to_ideal']:.3f}"
+            for p, kind in PROBES.items()
+        )
+        ax.set_title(
+            f"Classifier on {LABEL[rep]}: distance to ideal, {distances} "
+            f"(paper {PAPER_DISTANCE[rep]:.4f}, report {REPORT_DISTANCE[rep]:.3f})",
+            fontsize=10,
+        )
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9)
     fig.suptitle("Accuracy per factor against ideal and chance (report Table VI)")
@@ -87,8 +104,9 @@ def _mosaic(rows: np.ndarray, gap: int = 4) -> np.ndarray:
     tiles = np.full((q, c, h + gap, w + gap, 3), 255, dtype=np.uint8)
     tiles[:, :, :h, :w] = rows
     grid = tiles.transpose(0, 2, 1, 3, 4).reshape(q * (h + gap), c * (w + gap), 3)
-    return np.concatenate([grid[:, :w + gap], np.full((len(grid), 3 * gap, 3), 255, np.uint8),
-                           grid[:, w + gap:]], axis=1)
+    return np.concatenate(
+        [grid[:, : w + gap], np.full((len(grid), 3 * gap, 3), 255, np.uint8), grid[:, w + gap :]], axis=1
+    )
 
 
 def retrieval_grid(queries: np.ndarray, neighbours: Mapping[str, np.ndarray]) -> Figure:
@@ -98,8 +116,7 @@ def retrieval_grid(queries: np.ndarray, neighbours: Mapping[str, np.ndarray]) ->
     """
     k = next(iter(neighbours.values())).shape[1]
     fig = Figure(figsize=(max(8.0, 2 * (k + 1.3) * 0.7), len(queries) * 0.7 + 1.4), layout="constrained")
-    meaning = {"shared": "should share scale, shape, orientation",
-               "exclusive": "should share floor, wall, object hue"}
+    meaning = {"shared": "should share scale, shape, orientation", "exclusive": "should share floor, wall, object hue"}
     for ax, (rep, nbrs) in zip(fig.subplots(1, len(neighbours), squeeze=False)[0], neighbours.items()):
         ax.imshow(_mosaic(np.concatenate([queries[:, None], nbrs], axis=1)))
         ax.set_xticks([])
@@ -122,13 +139,15 @@ def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
         ax.set_xlabel("training iteration")
         ax.set_ylabel("value as logged (MI estimates in nats)")
         ax.legend(fontsize=8)
-    fig.suptitle("Training losses: loss/total is minimised; mi/global and mi/local are the JSD MI estimates "
-                 "it maximises")
+    fig.suptitle(
+        "Training losses: loss/total is minimised; mi/global and mi/local are the JSD MI estimates it maximises"
+    )
     return fig
 
 
-def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: Mapping[str, np.ndarray],
-                     probe: str = "paper") -> Figure:
+def lambda_adv_curve(
+    lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: Mapping[str, np.ndarray], probe: str = "paper"
+) -> Figure:
     """Paper Fig. 5: held-out accuracy of the classifier on E per factor as lambda_adv varies.
 
     `lambdas` (L,) one value per group of runs; `mean[factor]`, `std[factor]` (L,) fractions over
@@ -140,8 +159,15 @@ def lambda_adv_curve(lambdas: np.ndarray, mean: Mapping[str, np.ndarray], std: M
     x = np.asarray(lambdas, dtype=float)
     for i, (f, n) in enumerate(zip(FACTORS, SIZES)):
         colour = f"C{i}"
-        ax.errorbar(x, 100 * np.asarray(mean[f]), yerr=100 * np.asarray(std[f]), marker="o", capsize=3,
-                    color=colour, label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)")
+        ax.errorbar(
+            x,
+            100 * np.asarray(mean[f]),
+            yerr=100 * np.asarray(std[f]),
+            marker="o",
+            capsize=3,
+            color=colour,
+            label=f"{f} ({OWNER[f]}; chance {100 * chance_level(n):.1f}%)",
+        )
         ax.axhline(100 * chance_level(n), color=colour, linestyle="--", linewidth=0.8)
     positive = x[x > 0]
     if len(positive) > 1 and positive.max() / positive.min() >= 100:
@@ -163,28 +189,52 @@ def accuracy_over_seeds(mean: Mapping[str, float], std: Mapping[str, float], n_r
     beside the paper, the report, ideal and chance. Keys of mean/std: "probe/representation/factor"."""
     fig = Figure(figsize=(14, 6), layout="constrained")
     x = np.arange(len(FACTORS))
-    series = (("paper probe (Table V), held-out", "paper", "tab:green"),
-              ("wide probe (2x256), held-out", "wide", "tab:olive"))
-    width = 0.2
-    for ax, rep in zip(fig.subplots(1, 2, sharey=True), ("shared", "exclusive")):
+    series = [(f"{kind.label} ({kind.detail}), held-out", p, PROBE_COLOUR.get(p)) for p, kind in PROBES.items()]
+    width = 0.8 / (len(series) + 2)
+    for ax, rep in zip(fig.subplots(1, 2, sharey=True), REPRESENTATIONS):
         for i, (label, probe, colour) in enumerate(series):
-            ax.bar(x + (i - 1.5) * width, [100 * mean[f"{probe}/{rep}/{f}"] for f in FACTORS], width,
-                   yerr=[100 * std[f"{probe}/{rep}/{f}"] for f in FACTORS], capsize=3, label=label, color=colour)
-        ax.bar(x + 0.5 * width, [100 * PAPER_ACCURACY[rep][f] for f in FACTORS], width,
-               label="Sanchez et al. (paper, training batches)", color="tab:purple")
-        ax.bar(x + 1.5 * width, [100 * REPORT_ACCURACY[rep][f] for f in FACTORS], width,
-               label="Busellato (report, training batches)", color="tab:brown")
-        ax.scatter(x, [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, SIZES)], marker="_", s=900,
-                   color="black", zorder=3, label="ideal")
-        ax.scatter(x, [100 * chance_level(n) for n in SIZES], marker="_", s=900, color="red", zorder=3,
-                   label="chance")
+            ax.bar(
+                x + (i - (len(series) + 1) / 2) * width,
+                [100 * mean[f"{probe}/{rep}/{f}"] for f in FACTORS],
+                width,
+                yerr=[100 * std[f"{probe}/{rep}/{f}"] for f in FACTORS],
+                capsize=3,
+                label=label,
+                color=colour,
+            )
+        ax.bar(
+            x + (len(series) - 1.5) * width,
+            [100 * PAPER_ACCURACY[rep][f] for f in FACTORS],
+            width,
+            label="Sanchez et al. (paper, training batches)",
+            color="tab:purple",
+        )
+        ax.bar(
+            x + (len(series) - 0.5) * width,
+            [100 * REPORT_ACCURACY[rep][f] for f in FACTORS],
+            width,
+            label="Busellato (report, training batches)",
+            color="tab:brown",
+        )
+        ax.scatter(
+            x,
+            [100 * ideal_accuracy(f, rep, n) for f, n in zip(FACTORS, SIZES)],
+            marker="_",
+            s=900,
+            color="black",
+            zorder=3,
+            label="ideal",
+        )
+        ax.scatter(x, [100 * chance_level(n) for n in SIZES], marker="_", s=900, color="red", zorder=3, label="chance")
         ax.set_xticks(x, FACTORS, rotation=20)
         ax.set_ylabel("classifier accuracy (%)")
         ax.set_ylim(0, 105)
-        d = f"{rep.split('/')[0]}"
-        ax.set_title(f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
-                     f"{mean[f'paper/{d}/distance_to_ideal']:.3f} ± {std[f'paper/{d}/distance_to_ideal']:.3f} "
-                     f"(paper {PAPER_DISTANCE[rep]:.4f})", fontsize=9)
+        ax.set_title(
+            f"Classifier on {LABEL[rep]}: distance to ideal, paper probe "
+            f"{mean[f'paper/{rep}/distance_to_ideal']:.3f} ± {std[f'paper/{rep}/distance_to_ideal']:.3f} "
+            f"(paper {PAPER_DISTANCE[rep]:.4f})",
+            fontsize=9,
+        )
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
     fig.suptitle(f"{title}: held-out accuracy, mean ± std over {n_runs} run(s)")
@@ -196,17 +246,25 @@ def held_out_curves(rows: Sequence[Mapping]) -> Figure:
     distance to ideal; `rows` as evaluate's curves.json (representation, probe, iteration, figures)."""
     fig = Figure(figsize=(15, 7), layout="constrained")
     axes = fig.subplots(2, 4, sharex=False).ravel()
-    style = {"paper": "-", "wide": ":"}
     for ax, f in zip(axes, (*FACTORS, "distance_to_ideal")):
-        for rep in ("shared", "exclusive"):
-            for probe in ("paper", "wide"):
-                pts = sorted((r["iteration"], r[f]) for r in rows
-                             if r["representation"] == rep and r["probe"] == probe and r["iteration"] is not None)
+        for rep in REPRESENTATIONS:
+            for probe, kind in PROBES.items():
+                pts = sorted(
+                    (r["iteration"], r[f])
+                    for r in rows
+                    if r["representation"] == rep and r["probe"] == probe and r["iteration"] is not None
+                )
                 if pts:
                     it, v = np.array(pts).T
                     scale = 1 if f == "distance_to_ideal" else 100
-                    ax.plot(it, scale * v, style[probe], marker="o", color=COLOUR[rep],
-                            label=f"{LABEL[rep]}, {probe} probe")
+                    ax.plot(
+                        it,
+                        scale * v,
+                        PROBE_LINE.get(probe, "--"),
+                        marker="o",
+                        color=COLOUR[rep],
+                        label=f"{LABEL[rep]}, {kind.label}",
+                    )
         if f != "distance_to_ideal":
             n = SIZES[FACTORS.index(f)]
             ax.axhline(100 * chance_level(n), color="grey", linestyle="--", label="chance")

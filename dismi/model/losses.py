@@ -3,9 +3,10 @@
 A training batch holds 2B images: the B X images of B pairs, then their B Y partners. Eq. 5, 8
 and 10 sum a term for X and a term for Y, hence `views_sum`.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -8,6 +8,7 @@ of reach, freed blocks stay in the heap and the next step reuses them. The proce
 unchanged; it is simply not given back until the process ends, which for a training stage is what we
 want. Not glibc (macOS, musl, Windows): nothing happens.
 """
+
 from __future__ import annotations
 
 import ctypes

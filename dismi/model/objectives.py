@@ -2,56 +2,71 @@
 
 Eq. 5-7 (shared stage) is `SharedModel.forward`; eq. 8-10 (exclusive stage) is `ExclusiveModel.forward`
 with `ExclusiveModel.discriminator_loss`. The terms themselves (eq. 2's estimator, eq. 6's L1, the
-adversarial losses) are in dismi.losses; the loop that minimises them is in dismi.training. The
+adversarial losses) are in dismi.model.losses; the loop that minimises them is in dismi.train.training. The
 equations: docs/facts.md, "Losses".
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from dismi import losses
-from dismi.factors import SIZES
-from dismi.networks import (PROBES, ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics,
-                            probe_hidden)
+from dismi.data.factors import SIZES
+from dismi.data.results import EARLIER, PROBES
+from dismi.model import losses
+from dismi.model.networks import ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics
 
 
 def _classifiers(dim: int) -> nn.ModuleDict:
     """Online classifiers, one per factor for each probe kind (PROBES: the paper's Table V and wide), each
     kind's six as one ClassifierBank: logits (B, factors, classes)."""
-    return nn.ModuleDict({probe: ClassifierBank(dim, list(SIZES), [probe_hidden(probe, n) for n in SIZES])
-                          for probe in PROBES})
+    return nn.ModuleDict(
+        {name: ClassifierBank(dim, list(SIZES), [kind.hidden(n) for n in SIZES]) for name, kind in PROBES.items()}
+    )
 
 
 def _classifiers_loss(classifiers: nn.ModuleDict, rep: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the per-factor online classifiers on a DETACHED representation."""
     rep = rep.detach()
     # every classifier sees the same batch, so the mean over (image, factor) is the mean of their means
-    return torch.stack([losses.classifier_loss(bank(rep).flatten(0, 1), classes.flatten())
-                        for bank in classifiers.values()]).mean()
+    return torch.stack(
+        [losses.classifier_loss(bank(rep).flatten(0, 1), classes.flatten()) for bank in classifiers.values()]
+    ).mean()
 
 
 def _earlier_classifiers(dim: int) -> ClassifierBank:
     """The `online_earlier` measurement's classifiers: Table V at the paper's widths, trained the earlier
     implementations' way (`_earlier_terms`). Built after every other module, so that the seeded
     initialisation of the rest is what it is without them."""
-    return ClassifierBank(dim, list(SIZES), [probe_hidden("paper", n) for n in SIZES])
+    return ClassifierBank(dim, list(SIZES), [EARLIER.hidden(n) for n in SIZES])
 
 
 def _earlier_terms(bank: ClassifierBank, rep: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
     """The earlier implementations' online protocol on a DETACHED representation: softmax before the
     cross-entropy, and the accuracy of this very (training) batch, in train mode, before the update."""
     logits = bank(rep.detach())  # (B, factors, classes)
-    return {"classifier_earlier": losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()),
-            "hits_earlier": (logits.argmax(2) == classes).float().mean(0).detach()}  # (factors,)
+    return {
+        "classifier_earlier": losses.softmax_then_cross_entropy(logits.flatten(0, 1), classes.flatten()),
+        "hits_earlier": (logits.argmax(2) == classes).float().mean(0).detach(),
+    }  # (factors,)
 
 
 class SharedModel(nn.Module):
     """Shared stage (eq. 5-7): the encoder, the global and local statistics networks, the online
     classifiers. One set for X and Y, as the paper does for Shapes3D."""
 
-    def __init__(self, width: int, dim: int, *, alpha: float, beta: float, gamma: float, switched: bool,
-                 l1_reduce: str = "mean", online_earlier: bool = False):
+    def __init__(
+        self,
+        width: int,
+        dim: int,
+        *,
+        alpha: float,
+        beta: float,
+        gamma: float,
+        switched: bool,
+        l1_reduce: str = "mean",
+        online_earlier: bool = False,
+    ):
         super().__init__()
         if l1_reduce not in losses.L1_REDUCTIONS:
             raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
@@ -69,9 +84,13 @@ class SharedModel(nn.Module):
         mi_global = losses.statistics_mi(self.global_net, fmap, z, negatives)
         mi_local = losses.statistics_mi(self.local_net, fmap, z, negatives)
         l1 = losses.l1_distance(*s.chunk(2), reduce=self.l1_reduce)
-        terms = {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
-                 "global": mi_global, "local": mi_local, "l1": l1,
-                 "classifier": _classifiers_loss(self.classifiers, s, classes)}
+        terms = {
+            "total": -(self.alpha * mi_global + self.beta * mi_local) + self.gamma * l1,
+            "global": mi_global,
+            "local": mi_local,
+            "l1": l1,
+            "classifier": _classifiers_loss(self.classifiers, s, classes),
+        }
         if hasattr(self, "classifiers_earlier"):
             terms |= _earlier_terms(self.classifiers_earlier, s, classes)
         return terms
@@ -88,9 +107,20 @@ class ExclusiveModel(nn.Module):
     dependence measure with no adversary to fool.
     """
 
-    def __init__(self, shared_width: int, shared_dim: int, width: int, dim: int, *,
-                 alpha: float, beta: float, lambda_adv: float, adv_loss: str = "nonsaturating",
-                 lambda_hsic: float = 0.0, online_earlier: bool = False):
+    def __init__(
+        self,
+        shared_width: int,
+        shared_dim: int,
+        width: int,
+        dim: int,
+        *,
+        alpha: float,
+        beta: float,
+        lambda_adv: float,
+        adv_loss: str = "nonsaturating",
+        lambda_hsic: float = 0.0,
+        online_earlier: bool = False,
+    ):
         super().__init__()
         if adv_loss not in losses.ADV_LOSSES:
             raise ValueError(f"adv_loss must be one of {losses.ADV_LOSSES}, got {adv_loss!r}")
@@ -109,28 +139,39 @@ class ExclusiveModel(nn.Module):
         """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
         return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
 
-    def encoder_adversarial_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor | None
-                                 ) -> torch.Tensor:
+    def encoder_adversarial_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor | None) -> torch.Tensor:
         """The encoder's adversarial term (eq. 10), X and Y summed, in the `adv_loss` form; E not detached.
         "reversal" needs `shuffle`, the shuffled samples D was just trained on."""
         if self.adv_loss == "nonsaturating":
             return losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
         if shuffle is None:
             raise ValueError("adv_loss='reversal' scores shuffled samples too: pass `shuffle`")
-        return losses.views_sum(losses.discriminator_reversal_loss, self.discriminator(s, e),
-                                self.discriminator(s, e[shuffle]))
+        return losses.views_sum(
+            losses.discriminator_reversal_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle])
+        )
 
-    def forward(self, s: torch.Tensor, fmap_sh: torch.Tensor, e: torch.Tensor, fmap_ex: torch.Tensor,
-                classes: torch.Tensor, negatives: torch.Tensor, shuffle: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
-        r = torch.cat([s, e], dim=1)                  # (2B, shared_dim + dim)
-        fmap = torch.cat([fmap_sh, fmap_ex], dim=1)   # (2B, 8w_sh + 8w, 5, 5)
+    def forward(
+        self,
+        s: torch.Tensor,
+        fmap_sh: torch.Tensor,
+        e: torch.Tensor,
+        fmap_ex: torch.Tensor,
+        classes: torch.Tensor,
+        negatives: torch.Tensor,
+        shuffle: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        r = torch.cat([s, e], dim=1)  # (2B, shared_dim + dim)
+        fmap = torch.cat([fmap_sh, fmap_ex], dim=1)  # (2B, 8w_sh + 8w, 5, 5)
         mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
         mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
         adv = self.encoder_adversarial_loss(s, e, shuffle)
-        terms = {"total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
-                 "global": mi_global, "local": mi_local, "adv_encoder": adv,
-                 "classifier": _classifiers_loss(self.classifiers, e, classes)}
+        terms = {
+            "total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
+            "global": mi_global,
+            "local": mi_local,
+            "adv_encoder": adv,
+            "classifier": _classifiers_loss(self.classifiers, e, classes),
+        }
         if self.lambda_hsic > 0:  # off: not computed, so the default step is today's to the bit
             dependence = losses.views_sum(losses.normalised_hsic, s, e)  # per view: S and E of the same images
             terms["total"] = terms["total"] + self.lambda_hsic * dependence

@@ -1,27 +1,29 @@
 """Composing Shapes3D images from the ray-traced layers: factor grids, hue colours, fixed-point colour tables.
 
-An image is a sum of per-region colour tables (dismi.raytrace's layers times its hues' colours) in
+An image is a sum of per-region colour tables (dismi.synthetic.raytrace's layers times its hues' colours) in
 16-bit fixed point: exact integer arithmetic, so an image's bytes do not depend on the batch it is
 rendered in or on the thread count.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
-from dismi.factors import FACTORS, SIZES, VALUES
-from dismi.progress import bar as progress_bar
-from dismi.raytrace import FLOOR, IMAGE_SIZE, OBJECT, WALL, geometry_layers
+from dismi.data.factors import FACTORS, SIZES, VALUES
+from dismi.synthetic.raytrace import FLOOR, IMAGE_SIZE, OBJECT, WALL, geometry_layers
+from dismi.util.progress import bar as progress_bar
 
 _HUE_REGION = {0: FLOOR, 1: WALL, 2: OBJECT}  # factor column -> region coloured by that hue
-_FIXED_BITS = 8               # colour tables hold value * 256; the sum of four fits in uint16
+_FIXED_BITS = 8  # colour tables hold value * 256; the sum of four fits in uint16
 
 
 # --------------------------------------------------------------------------------------------------
 # Grids
 # --------------------------------------------------------------------------------------------------
+
 
 def make_grid(per_factor: Sequence[Sequence[int]]) -> np.ndarray:
     """Per-factor value indices (six lists, official factor order) -> (M, 6) int64 classes, official order.
@@ -66,7 +68,7 @@ class _Grids(Mapping):
         return len(GRID_SPECS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _grid(name: str) -> np.ndarray:
     g = make_grid(GRID_SPECS[name])
     g.setflags(write=False)
@@ -80,17 +82,20 @@ GRIDS: Mapping[str, np.ndarray] = _Grids()
 # Colour
 # --------------------------------------------------------------------------------------------------
 
+
 def hue_to_rgb(hue: np.ndarray | float) -> np.ndarray:
     """Hue in [0, 1) -> fully saturated, full-value RGB in [0, 255] (float64, shape (..., 3))."""
     h6 = np.asarray(hue, dtype=np.float64)[..., None] * 6.0
-    rgb = np.stack([np.abs(h6[..., 0] - 3.0) - 1.0, 2.0 - np.abs(h6[..., 0] - 2.0),
-                    2.0 - np.abs(h6[..., 0] - 4.0)], axis=-1)
+    rgb = np.stack(
+        [np.abs(h6[..., 0] - 3.0) - 1.0, 2.0 - np.abs(h6[..., 0] - 2.0), 2.0 - np.abs(h6[..., 0] - 4.0)], axis=-1
+    )
     return np.clip(rgb, 0.0, 1.0) * 255.0
 
 
 # --------------------------------------------------------------------------------------------------
 # Composing images from colour tables
 # --------------------------------------------------------------------------------------------------
+
 
 class _Tables:
     """Fixed-point colour tables for a set of geometries and hues.
@@ -117,7 +122,7 @@ class _Tables:
             const, layers = geometry_layers(sc, sh, orr)
             self.base[gi] = (np.round(const * scale) + (1 << (_FIXED_BITS - 1))).reshape(-1)
             for f in range(3):
-                lay = np.round(layers[_HUE_REGION[f]] * (255.0 * scale))       # (6, 4096)
+                lay = np.round(layers[_HUE_REGION[f]] * (255.0 * scale))  # (6, 4096)
                 self.hue[f][gi] = lay[levels[f][:, None, :], pix].reshape(len(hues[f]), n_pix)
 
 
@@ -154,21 +159,6 @@ def _compose(tables: _Tables, g: np.ndarray, h: Sequence[np.ndarray], out: np.nd
     out[...] = acc.reshape(out.shape)
 
 
-def render(classes: np.ndarray) -> np.ndarray:
-    """(N, 6) class indices (official factor order) -> (N, 64, 64, 3) uint8 images."""
-    classes = check_classes(classes)
-    out = np.empty((len(classes), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    if len(classes) == 0:
-        return out
-    geoms, g, hues, h = _split_grid(classes)
-    tables = _Tables(geoms, hues)
-    step = 1024
-    for a in range(0, len(classes), step):
-        b = min(a + step, len(classes))
-        _compose(tables, g[a:b], [x[a:b] for x in h], out[a:b])
-    return out
-
-
 def _product_axes(classes: np.ndarray) -> list[np.ndarray] | None:
     """The per-factor value lists when `classes` is exactly their product grid in official order."""
     axes = [np.unique(classes[:, f]) for f in range(len(FACTORS))]
@@ -185,8 +175,9 @@ def image_blocks(classes: np.ndarray, progress: bool = False) -> Iterator[np.nda
     return _compose_blocks(classes, tables, len(geoms), g, hues, h)
 
 
-def _compose_blocks(classes: np.ndarray, tables: _Tables, n_geo: int, g: np.ndarray,
-                    hues: Sequence[np.ndarray], h: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+def _compose_blocks(
+    classes: np.ndarray, tables: _Tables, n_geo: int, g: np.ndarray, hues: Sequence[np.ndarray], h: Sequence[np.ndarray]
+) -> Iterator[np.ndarray]:
     axes = _product_axes(classes)
     if axes is None:  # any list of classes: gather per image
         step = 960

@@ -1,0 +1,91 @@
+"""The shape of a result (dismi.data.results): one nesting, one validation, and the saved study rows
+(the layout before the judges were named) still read."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dismi.data.factors import FACTORS
+from dismi.data.results import HELD_OUT_FIGURES, ONLINE, PROBES, REPRESENTATIONS, Results
+from dismi.eval import studies
+from dismi.util.errors import DismiError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _figs(value, keys=HELD_OUT_FIGURES):
+    return {k: value + i / 100 for i, k in enumerate(keys)}
+
+
+def _new_layout() -> dict:
+    return {
+        "held_out": {
+            p: {r: _figs(0.1 * (i + 1) + 0.3 * j) for j, r in enumerate(REPRESENTATIONS)} for i, p in enumerate(PROBES)
+        },
+        "online": {p: {r: _figs(0.05 * (i + 1), FACTORS) for r in REPRESENTATIONS} for i, p in enumerate(ONLINE)},
+        "retrieval": {r: _figs(0.2, FACTORS) for r in REPRESENTATIONS},
+        "dependence": {"chance_loss": 1.386, "paper": {"loss": 0.4, "calibration_loss": 1.387}},
+    }
+
+
+def test_results_round_trip_through_json():
+    blob = _new_layout()
+    assert Results.from_json(json.loads(json.dumps(blob))).to_json() == blob
+
+
+def test_the_layout_before_the_judges_were_named_reads_as_the_same_results():
+    """The mistake: renaming evaluate.json's keys and losing every study row saved in docs/reproduction."""
+    new = _new_layout()
+    old = {
+        **new["held_out"]["wide"],
+        "paper_probe": new["held_out"]["paper"],
+        "online": new["online"]["wide"],
+        "online_paper": new["online"]["paper"],
+        "online_earlier": new["online"]["earlier"],
+        "retrieval": new["retrieval"],
+        "dependence": new["dependence"],
+    }
+    assert Results.from_json(old) == Results.from_json(new)
+
+
+def test_a_missing_figure_is_one_line_that_names_it():
+    blob = _new_layout()
+    del blob["held_out"]["paper"]["exclusive"]["shape"]
+    with pytest.raises(DismiError, match=r"held_out\.paper\.exclusive has no number for shape: rerun the evaluate"):
+        Results.from_json(blob)
+    blob = _new_layout()
+    blob["online"]["wide"]["shared"]["scale"] = "n/a"
+    with pytest.raises(DismiError, match=r"online\.wide\.shared has no number for scale"):
+        Results.from_json(blob)
+
+
+def test_studies_need_only_the_held_out_figures():
+    blob = {"held_out": _new_layout()["held_out"]}
+    with pytest.raises(DismiError, match="online.paper.shared is missing"):
+        Results.from_json(blob)
+    assert Results.from_json(blob, complete=False).held_out == blob["held_out"]
+
+
+def test_every_saved_study_row_still_gives_its_figures():
+    rows = json.loads((REPO / "docs" / "reproduction" / "exp_rows.json").read_text())
+    runs = [r for r in rows if r.get("Experiment")]
+    from stages.results import runs_from_exp_show
+
+    parsed = runs_from_exp_show(rows)
+    assert parsed and len(parsed) <= len(runs)
+    for run in parsed:
+        figs = studies.figures(run.metrics)
+        assert figs is not None, run.name
+        assert {f"{p}/{r}/{f}" for p in PROBES for r in REPRESENTATIONS for f in HELD_OUT_FIGURES} <= set(figs)
+
+
+def test_critic_figures_join_a_study_when_every_run_measured_them():
+    with_critics = studies.Run("a-seed0", {"seed": 0}, _new_layout())
+    without = studies.Run("a-seed1", {"seed": 1}, {"held_out": _new_layout()["held_out"]})
+    (one,) = studies.summarise([with_critics])
+    assert one.mean["dependence/paper/loss"] == pytest.approx(0.4)
+    assert "S-E dependence" in studies.summary_table(one)
+    (both,) = studies.summarise([with_critics, without])
+    assert not any(k.startswith("dependence/") for k in both.mean)
+    assert "S-E dependence" not in studies.summary_table(both)

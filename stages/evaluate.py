@@ -7,6 +7,7 @@ Progress: one line per encoded snapshot and per epoch of each bank, with the tim
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict
@@ -188,9 +189,13 @@ def main(
             queries, shown[rep] = retrieval_examples(final[rep], settings, N_SHOWN)
         every = [(rep, it, c) for rep in REPRESENTATIONS for it, c in codes[rep]]
         held_out = {}
+        banks = len({c.train.shape[1] for _, _, c in every})  # one bank per code size (S and E may differ)
         for probe in PROBES:
-            step = progress.phase(f"{probe} probes on {len(every)} snapshots", settings.probe_epochs, "epoch")
-            held_out[probe] = probe_metrics([c for _, _, c in every], settings, probe, on_epoch=step)
+            step = progress.phase(f"{probe} probes on {len(every)} snapshots", banks * settings.probe_epochs, "epoch")
+            done = itertools.count(1)  # epochs of every bank so far: each bank counts its own from 1
+            held_out[probe] = probe_metrics(
+                [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
+            )
         # Held-out accuracy against training iterations, from the snapshots the model files carry.
         rows = [
             {"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}

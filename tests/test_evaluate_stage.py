@@ -48,10 +48,11 @@ def project(tmp_path_factory, params_file, tiny_pairs):
     write_pairs(d / "data" / "pairs.h5", tiny_pairs())
     sha = file_sha256(d / "data" / "pairs.h5")
     for i, rep in enumerate(("shared", "exclusive")):
-        encoder = seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(i))
+        dim = 8 if rep == "shared" else 6  # S and E of different sizes, as with exclusive_dim 8: two probe banks
+        encoder = seeded(lambda: Encoder(width=4, out_dim=dim), torch.Generator().manual_seed(i))
         # Two snapshots (iterations 10 and 20) before the final weights (30): the held-out curve.
         snaps = {
-            it: seeded(lambda: Encoder(width=4, out_dim=8), torch.Generator().manual_seed(10 * i + it)).state_dict()
+            it: seeded(lambda: Encoder(width=4, out_dim=dim), torch.Generator().manual_seed(10 * i + it)).state_dict()
             for it in (10, 20)
         }
         save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha, iteration=30, snapshots=snaps)
@@ -195,6 +196,9 @@ def test_evaluate_says_what_it_is_doing_and_how_long_is_left(project, tmp_path):
     result = _cli(_args(project, "evaluate", **_elsewhere(tmp_path)))
     lines = [ln for ln in result.output.splitlines() if ln.startswith("evaluate: ")]
     assert any("encoding every image: snapshot 6/6" in ln for ln in lines), result.output
+    # S and E of different sizes train as two banks: the epochs count on across them, never back to 1/n
+    wide = [ln for ln in lines if "wide probes" in ln]
+    assert [ln.split("epoch ")[1].split(",")[0] for ln in wide] == [f"{k}/4" for k in range(1, 5)], wide
     for what in ("wide probes on 6 snapshots", "paper probes on 6 snapshots", "paper critics", "separable critics"):
         assert any(what in ln and "left in this step" in ln for ln in lines), (what, result.output)
     assert "\r" not in result.output

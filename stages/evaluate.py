@@ -162,9 +162,9 @@ def main(
         # on training batches), when both stages logged it: beside the correct figures, for comparison.
         if all(EARLIER.online_prefix in json.loads(path.read_text()) for _, path in logs):
             online["earlier"] = {rep: _online(path, rep, "earlier") for rep, path in logs}
+        progress = _Progress()
         data = load_pairs(pairs)
         data_sha256 = file_sha256(pairs)
-        progress = _Progress()
         snapshots = {}
         for rep, model_path in zip(REPRESENTATIONS, (shared, exclusive)):
             snapshots[rep], meta = load_snapshots(model_path, device)

@@ -148,8 +148,8 @@ def test_repro_runs_all_six_and_commits_cleanly(project):
     metrics = json.loads((dst / "metrics" / "evaluate.json").read_text())
     for rep in ("shared", "exclusive"):
         for f in ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"):
-            assert 0.0 <= metrics[rep][f] <= 1.0
-        assert metrics[rep]["distance_to_ideal"] >= 0.0
+            assert 0.0 <= metrics["held_out"]["wide"][rep][f] <= 1.0
+        assert metrics["held_out"]["wide"][rep]["distance_to_ideal"] >= 0.0
     for png in ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves"):
         assert (dst / "metrics" / "plots" / f"{png}.png").stat().st_size > 1000
     # Data, models and checkpoints stay out of git; metrics go in.
@@ -184,10 +184,10 @@ def test_param_reruns_only_its_stage_and_downstream(project, key, value, first):
     diff = json.loads(_dvc(dst, "metrics", "diff", "--all", "--json", stdout_only=True))
     figures = diff["metrics/evaluate.json"]
     for name in (
-        "shared.shape",
-        "exclusive.floor_hue",
-        "shared.distance_to_ideal",
-        "exclusive.distance_to_ideal",
+        "held_out.wide.shared.shape",
+        "held_out.paper.exclusive.floor_hue",
+        "held_out.wide.shared.distance_to_ideal",
+        "held_out.paper.exclusive.distance_to_ideal",
         "retrieval.shared.shape",
     ):
         assert name in figures, sorted(figures)
@@ -235,7 +235,7 @@ def test_results_see_a_queued_sweep_of_an_earlier_commit_grouped_by_its_params(p
     assert sweep["mean"]["paper/exclusive/scale"] == pytest.approx(sum(values) / 2, abs=1e-4)
     assert sweep["std"]["paper/exclusive/scale"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-4)
     assert sweep["params"]["lambda_adv"] == 0.025 and "seed" not in sweep["params"]
-    assert not {"State", "Executor", "shared.shape", "data/pairs.h5"} & set(sweep["params"])
+    assert not {"State", "Executor", "held_out.wide.shared.shape", "data/pairs.h5"} & set(sweep["params"])
     # The README's `dvc exp show` for a terminal: 120 columns, both paper-probe distances whole.
     readme = (REPO / "README.md").read_text()
     keep = re.search(r"dvc exp show --drop '\.\*' --keep '([^']+)' --precision 3", readme)[1]
@@ -305,15 +305,15 @@ def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(p
         _dvc(dst, "plots", "diff", "q-lam1", "q-lam2", "--json", "-o", str(dst.parent / "dvc_plots"), stdout_only=True)
     )["data"]
     for rep in ("shared", "exclusive"):
-        for plot_id in (f"{rep}_online_acc", f"{rep}_online_acc_paper", f"{rep}_losses"):
+        for plot_id in (f"{rep}_online_acc_wide", f"{rep}_online_acc_paper", f"{rep}_losses"):
             assert plot_id in plots, sorted(plots)
             (vega,) = plots[plot_id]
             assert vega["type"] == "vega" and set(vega["revisions"]) == set(runs), vega["revisions"]
     lines = {
         plot_id: {row["filename::field"] for row in plots[plot_id][0]["content"]["data"]["values"]}
-        for plot_id in ("shared_online_acc", "exclusive_losses")
+        for plot_id in ("shared_online_acc_wide", "exclusive_losses")
     }
-    assert lines["shared_online_acc"] == {
+    assert lines["shared_online_acc_wide"] == {
         f"{f}.tsv::{f}" for f in ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
     }
     assert lines["exclusive_losses"] == {
@@ -474,7 +474,7 @@ def test_two_machines_share_experiments_through_a_git_and_a_dvc_remote(project, 
         if e.get("name") == "other-lambda"
     )
     diff = json.loads(_dvc(b, "metrics", "diff", "HEAD", rev, "--all", "--json", stdout_only=True))
-    assert "exclusive.distance_to_ideal" in diff["metrics/evaluate.json"]
+    assert "held_out.wide.exclusive.distance_to_ideal" in diff["metrics/evaluate.json"]
     _dvc(b, "exp", "apply", "other-lambda")
     _dvc(b, "pull", "-q")
     assert (b / "models" / "exclusive.pt").stat().st_size > 0

@@ -1,7 +1,7 @@
 """What several test files share: the tiny config, a tiny pairs file, tiny Shapes3D files, running a stage.
 
-Helpers are fixtures: ask for `tiny` (the config), `params_file`, `run_stage`, `tiny_pairs`, `grid_classes`
-or `write_file` by name and call what it gives; `pairs_file` is written once per session. `one_torch_thread`
+Helpers are fixtures: ask for `tiny` (the config), `params_file`, `run_stage`, `training_args`, `saved_shared`,
+`tiny_pairs`, `grid_classes` or `write_file` by name and call what it gives; `pairs_file` is written once per session. `one_torch_thread`
 (autouse) keeps the session on one torch thread. Every test runs with its own download cache and device-lock directory
 (DISMI_CACHE, DISMI_LOCK_DIR), so no test reads or fills the user's ~/.cache/dismi or counts towards the
 device claims of the user's runs on this machine.
@@ -76,6 +76,28 @@ def _run_stage(monkeypatch, capsys, *args) -> tuple[int, str]:
 
 
 # --------------------------------------------------------------------------- tiny pairs
+
+
+def _training_args(workdir: Path, stage: str, pairs: Path, params: Path, shared: Path | None = None) -> list[str]:
+    name = stage.removeprefix("train-")
+    args = [stage, "--pairs", pairs, "--model", workdir / f"{name}.pt", "--checkpoints", workdir / "checkpoints"]
+    args += ["--live", workdir / f"live_{name}", "--params", params]
+    if shared is not None:
+        args += ["--shared", shared]
+    return [str(a) for a in args]
+
+
+def _saved_shared(workdir: Path, pairs: Path):
+    import torch
+
+    from dismi.model.networks import Encoder, seeded
+    from dismi.train import modelfile
+    from dismi.util.files import file_sha256
+
+    encoder = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
+    path = workdir / "given_shared.pt"
+    modelfile.save_model(path, encoder, "shared", {}, file_sha256(pairs))
+    return path, encoder
 
 
 def _hue(k):
@@ -162,6 +184,21 @@ def params_file():
 def run_stage(monkeypatch, capsys):
     """run_stage(*args) -> (exit code, output) of `python -m stages ARGS`, in process."""
     return lambda *args: _run_stage(monkeypatch, capsys, *args)
+
+
+@pytest.fixture(scope="session")
+def training_args():
+    """training_args(workdir, stage, pairs, params, shared=None) -> a training stage's command line for
+    run_stage or CliRunner: model workdir/<shared|exclusive>.pt, checkpoints workdir/checkpoints, dvclive
+    workdir/live_<shared|exclusive>."""
+    return _training_args
+
+
+@pytest.fixture(scope="session")
+def saved_shared():
+    """saved_shared(workdir, pairs) -> (path, encoder): a seeded width-4, 8-dimensional shared model file
+    made for `pairs`, what train-exclusive's --shared takes."""
+    return _saved_shared
 
 
 @pytest.fixture(scope="session")

@@ -160,7 +160,7 @@ def test_cpu_runs_share_the_cores(gpus, locks, monkeypatch):
 
 
 def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
-    gpus, locks, monkeypatch, tmp_path, pairs_file, params_file
+    gpus, locks, monkeypatch, tmp_path, pairs_file, params_file, training_args
 ):
     gpus(0)
     monkeypatch.setattr(devices, "cores", lambda: 2)
@@ -168,23 +168,8 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
     other_run = devices.claim("auto")  # another run on this machine
     before = torch.get_num_threads()
     try:
-        params_file(tmp_path, iters_sh=2, log_every=1)
-        result = CliRunner().invoke(
-            app,
-            [
-                "train-shared",
-                "--pairs",
-                str(pairs_file),
-                "--model",
-                str(tmp_path / "m.pt"),
-                "--checkpoints",
-                str(tmp_path / "ck"),
-                "--live",
-                str(tmp_path / "live"),
-                "--params",
-                str(tmp_path / "params.yaml"),
-            ],
-        )
+        params = params_file(tmp_path, iters_sh=2, log_every=1)
+        result = CliRunner().invoke(app, training_args(tmp_path, "train-shared", pairs_file, params))
         assert result.exit_code == 0, result.output
         assert "device cpu" in result.output and "1 CPU thread(s)" in result.output  # 2 cores, 2 runs
         assert devices.live_claims() == 1  # its own claim ended with it

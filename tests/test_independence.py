@@ -22,10 +22,9 @@ from dismi.data.pairfile import TEST, TRAIN, PairData
 from dismi.data.results import EARLIER
 from dismi.model import losses
 from dismi.model.networks import Encoder, seeded, to_input
-from dismi.train import modelfile, training
+from dismi.train import training
 from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer
 from dismi.util.errors import DismiError
-from dismi.util.files import file_sha256
 from stages import params as P
 from stages.__main__ import app
 
@@ -396,7 +395,9 @@ class _Stop(Exception):
 
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
-def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch, pairs_file, stage, params_file):
+def test_the_new_knobs_reach_the_trainer_from_params_yaml(
+    tmp_path, monkeypatch, pairs_file, stage, params_file, training_args, saved_shared
+):
     name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
     seen = {}
 
@@ -405,24 +406,9 @@ def test_the_new_knobs_reach_the_trainer_from_params_yaml(tmp_path, monkeypatch,
         raise _Stop
 
     monkeypatch.setattr(training, name, trainer)
-    args = [
-        stage,
-        "--pairs",
-        pairs_file,
-        "--model",
-        tmp_path / "model.pt",
-        "--checkpoints",
-        tmp_path / "ckpt",
-        "--live",
-        tmp_path / "live",
-        "--params",
-        params_file(tmp_path, **NEW_KNOBS),
-    ]
-    if stage == "train-exclusive":
-        encoder = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        modelfile.save_model(tmp_path / "shared.pt", encoder, "shared", {}, file_sha256(pairs_file))
-        args += ["--shared", tmp_path / "shared.pt"]
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    shared = saved_shared(tmp_path, pairs_file)[0] if stage == "train-exclusive" else None
+    args = training_args(tmp_path, stage, pairs_file, params_file(tmp_path, **NEW_KNOBS), shared)
+    result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, _Stop), result.output
     expected = {"online_earlier": True} if stage == "train-shared" else NEW_KNOBS
     assert {k: seen[k] for k in expected} == expected

@@ -18,9 +18,8 @@ from typer.testing import CliRunner
 from dismi.data.pairfile import TEST, TRAIN
 from dismi.model import losses
 from dismi.model.networks import Encoder, seeded, to_input
-from dismi.train import modelfile, training
+from dismi.train import training
 from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer
-from dismi.util.files import file_sha256
 from stages.__main__ import app
 
 CPU = torch.device("cpu")
@@ -291,33 +290,17 @@ def test_the_test_params_are_pairwise_distinct():
     assert len(set(values)) == len(values)
 
 
-def _stage_args(params_file, tmp_path, pairs_file, stage: str, **params) -> tuple[list[str], Encoder | None]:
+def _stage_args(fixtures, tmp_path, pairs_file, stage: str, **params) -> tuple[list[str], Encoder | None]:
     """Command line of a training stage on the tiny pairs with `params`, outputs under tmp_path; for the
     exclusive stage also a saved shared encoder -> (arguments, that encoder or None)."""
-    args = [
-        stage,
-        "--pairs",
-        pairs_file,
-        "--model",
-        tmp_path / "model.pt",
-        "--checkpoints",
-        tmp_path / "ckpt",
-        "--live",
-        tmp_path / "live",
-        "--params",
-        params_file(tmp_path, **params),
-    ]
-    shared = None
-    if stage == "train-exclusive":
-        shared = seeded(lambda: Encoder(4, 8), torch.Generator().manual_seed(0))
-        modelfile.save_model(tmp_path / "shared.pt", shared, "shared", {}, file_sha256(pairs_file))
-        args += ["--shared", tmp_path / "shared.pt"]
-    return [str(a) for a in args], shared
+    params_file, training_args, saved_shared = fixtures
+    shared_path, shared = saved_shared(tmp_path, pairs_file) if stage == "train-exclusive" else (None, None)
+    return training_args(tmp_path, stage, pairs_file, params_file(tmp_path, **params), shared_path), shared
 
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
 def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(
-    tmp_path, monkeypatch, pairs_file, stage, params_file
+    tmp_path, monkeypatch, pairs_file, stage, params_file, training_args, saved_shared
 ):
     name = "SharedTrainer" if stage == "train-shared" else "ExclusiveTrainer"
     real, seen = getattr(training, name), {}
@@ -333,7 +316,7 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(
     monkeypatch.setattr(training, name, trainer)
     monkeypatch.setattr(training.Trainer, "fit", fit)
     p = PARAMS | {"device": "cpu"}
-    args, shared = _stage_args(params_file, tmp_path, pairs_file, stage, **p)
+    args, shared = _stage_args((params_file, training_args, saved_shared), tmp_path, pairs_file, stage, **p)
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, _Stop), result.output
 
@@ -351,10 +334,11 @@ def test_each_training_stage_hands_the_trainer_the_params_of_its_own_keys(
 
 @pytest.mark.parametrize("stage", ["train-shared", "train-exclusive"])
 def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model(
-    tmp_path, monkeypatch, capsys, pairs_file, stage, run_stage, params_file
+    tmp_path, monkeypatch, capsys, pairs_file, stage, run_stage, params_file, training_args, saved_shared
 ):
     # The stage hands `compile` to its trainer, which refuses it on a CPU (docs/performance.md).
-    args, _ = _stage_args(params_file, tmp_path, pairs_file, stage, device="cpu", compile=True)
+    fixtures = (params_file, training_args, saved_shared)
+    args, _ = _stage_args(fixtures, tmp_path, pairs_file, stage, device="cpu", compile=True)
     code, out = run_stage(*args)
     assert code == 1 and "compile=true is for CUDA devices" in out and "set compile to false" in out
-    assert "Traceback" not in out and not (tmp_path / "model.pt").exists()
+    assert "Traceback" not in out and not (tmp_path / f"{stage.removeprefix('train-')}.pt").exists()

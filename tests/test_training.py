@@ -23,26 +23,15 @@ from stages import _driver
 from stages.__main__ import app
 
 
-def _run(params_file, workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **overrides):
-    """Run a stage through the CLI in `workdir` with the repo's params.yaml + tiny + overrides."""
-    params_file(workdir, **overrides)
-    name = stage.replace("train-", "")
-    args = [
-        stage,
-        "--pairs",
-        str(pairs),
-        "--model",
-        str(workdir / f"{name}.pt"),
-        "--checkpoints",
-        str(workdir / "checkpoints"),
-        "--live",
-        str(workdir / f"live_{name}"),
-        "--params",
-        str(workdir / "params.yaml"),
-    ]
-    if shared is not None:
-        args += ["--shared", str(shared)]
-    return CliRunner().invoke(app, args)
+@pytest.fixture(scope="session")
+def run_training(params_file, training_args):
+    """run_training(workdir, stage, pairs, shared=None, **overrides) -> CliRunner result of the training stage
+    in `workdir` with the repo's params.yaml + tiny + overrides."""
+
+    def run(workdir: Path, stage: str, pairs: Path, shared: Path | None = None, **overrides):
+        return CliRunner().invoke(app, training_args(workdir, stage, pairs, params_file(workdir, **overrides), shared))
+
+    return run
 
 
 def _tsv(workdir: Path, name: str, metric: str) -> list[tuple[int, float]]:
@@ -90,17 +79,17 @@ def _interrupt_at_second_checkpoint(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def shared_run(tmp_path_factory, pairs_file, params_file):
+def shared_run(tmp_path_factory, pairs_file, run_training):
     workdir = tmp_path_factory.mktemp("shared")
-    result = _run(params_file, workdir, "train-shared", pairs_file)
+    result = run_training(workdir, "train-shared", pairs_file)
     assert result.exit_code == 0, result.output
     return workdir
 
 
 @pytest.fixture(scope="module")
-def exclusive_run(tmp_path_factory, pairs_file, shared_run, params_file):
+def exclusive_run(tmp_path_factory, pairs_file, shared_run, run_training):
     workdir = tmp_path_factory.mktemp("exclusive")
-    result = _run(params_file, workdir, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
+    result = run_training(workdir, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     assert result.exit_code == 0, result.output
     return workdir
 
@@ -138,36 +127,36 @@ def test_shared_stage_mi_terms_improve(shared_run):
 
 
 def test_two_seeded_runs_give_identical_weights_and_another_seed_does_not(
-    tmp_path, pairs_file, shared_run, params_file
+    tmp_path, pairs_file, shared_run, run_training
 ):
-    assert _run(params_file, tmp_path / "again", "train-shared", pairs_file).exit_code == 0
+    assert run_training(tmp_path / "again", "train-shared", pairs_file).exit_code == 0
     _assert_same_weights(shared_run / "shared.pt", tmp_path / "again" / "shared.pt")
-    assert _run(params_file, tmp_path / "seed1", "train-shared", pairs_file, seed=1, iters_sh=1).exit_code == 0
+    assert run_training(tmp_path / "seed1", "train-shared", pairs_file, seed=1, iters_sh=1).exit_code == 0
     assert not torch.equal(
         _weights(tmp_path / "seed1" / "shared.pt")["dense.weight"], _weights(shared_run / "shared.pt")["dense.weight"]
     )
 
 
-def _killed_run(params_file, monkeypatch, tmp_path, stage, pairs_file, **overrides):
+def _killed_run(run_training, monkeypatch, tmp_path, stage, pairs_file, **overrides):
     """Run `stage` interrupted at its second checkpoint -> the failed run's result."""
     with monkeypatch.context() as m:
         _interrupt_at_second_checkpoint(m)
-        result = _run(params_file, tmp_path, stage, pairs_file, **overrides)
+        result = run_training(tmp_path, stage, pairs_file, **overrides)
     assert result.exit_code != 0
     return result
 
 
 def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
-    tmp_path, pairs_file, shared_run, monkeypatch, params_file
+    tmp_path, pairs_file, shared_run, monkeypatch, run_training
 ):
-    _killed_run(params_file, monkeypatch, tmp_path, "train-shared", pairs_file)
+    _killed_run(run_training, monkeypatch, tmp_path, "train-shared", pairs_file)
     assert not (tmp_path / "shared.pt").exists()
     assert _checkpoint_iteration(tmp_path, "shared") == 20
     assert [s for s, _ in _tsv(tmp_path, "shared", "mi/global")] == [10, 20, 30, 40]  # logged past it
     # DVC deletes a stage's outputs before it reruns it, the dvclive directory too: the curves logged
     # before the checkpoint come back from the checkpoint.
     shutil.rmtree(tmp_path / "live_shared")
-    second = _run(params_file, tmp_path, "train-shared", pairs_file)
+    second = run_training(tmp_path, "train-shared", pairs_file)
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     _assert_same_weights(shared_run / "shared.pt", tmp_path / "shared.pt")
@@ -178,11 +167,11 @@ def test_killed_shared_run_resumes_from_its_checkpoint_and_ends_as_if_never_stop
 
 
 def test_a_killed_run_whose_checkpoint_every_changed_still_resumes(
-    tmp_path, pairs_file, shared_run, monkeypatch, params_file
+    tmp_path, pairs_file, shared_run, monkeypatch, run_training
 ):
     # checkpoint_every changes no output, so DVC does not track it and the checkpoint does not depend on it.
-    _killed_run(params_file, monkeypatch, tmp_path, "train-shared", pairs_file)
-    second = _run(params_file, tmp_path, "train-shared", pairs_file, checkpoint_every=7)
+    _killed_run(run_training, monkeypatch, tmp_path, "train-shared", pairs_file)
+    second = run_training(tmp_path, "train-shared", pairs_file, checkpoint_every=7)
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     assert (tmp_path / "shared.pt").read_bytes() == (shared_run / "shared.pt").read_bytes()
@@ -198,16 +187,16 @@ def _code_copy(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("edited", [None, "dismi/model/losses.py", "stages/_driver.py", "dismi/model/objectives.py"])
 def test_a_killed_run_resumes_only_with_the_code_that_made_its_checkpoint(
-    tmp_path, pairs_file, monkeypatch, edited, params_file
+    tmp_path, pairs_file, monkeypatch, edited, run_training
 ):
     root = _code_copy(tmp_path)
     monkeypatch.setattr(_driver, "CODE_ROOT", root)  # the code hash is read from this copy
-    _killed_run(params_file, monkeypatch, tmp_path, "train-shared", pairs_file)
+    _killed_run(run_training, monkeypatch, tmp_path, "train-shared", pairs_file)
     assert _checkpoint_iteration(tmp_path, "shared") == 20
     if edited:
         with open(root / edited, "a") as f:
             f.write("\n# an edit\n")
-    second = _run(params_file, tmp_path, "train-shared", pairs_file)
+    second = run_training(tmp_path, "train-shared", pairs_file)
     assert second.exit_code == 0, second.output
     if edited:
         assert "starting fresh" in second.output and "resuming" not in second.output
@@ -226,9 +215,9 @@ def test_the_code_hash_covers_exactly_the_files_dvc_yaml_lists_for_the_stage():
         assert {p.as_posix() for p in code} == {d for d in STAGES[stage]["deps"] if d.endswith(".py")}
 
 
-def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run, monkeypatch, params_file):
-    _killed_run(params_file, monkeypatch, tmp_path, "train-shared", pairs_file)
-    result = _run(params_file, tmp_path, "train-shared", pairs_file, gamma=0.5)
+def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, shared_run, monkeypatch, run_training):
+    _killed_run(run_training, monkeypatch, tmp_path, "train-shared", pairs_file)
+    result = run_training(tmp_path, "train-shared", pairs_file, gamma=0.5)
     assert result.exit_code == 0, result.output
     assert "starting fresh" in result.output
     # The killed run's checkpoint stays, for when its params come back.
@@ -241,7 +230,7 @@ def test_changed_params_start_fresh_despite_a_checkpoint(tmp_path, pairs_file, s
 
 
 def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_checkpoint(
-    tmp_path, pairs_file, monkeypatch, params_file
+    tmp_path, pairs_file, monkeypatch, run_training
 ):
     real, calls = losses.l1_distance, []
 
@@ -250,7 +239,7 @@ def test_nan_loss_stops_with_one_line_naming_term_and_iteration_and_keeps_last_c
         return real(a, b, **kw) * (float("nan") if len(calls) >= 26 else 1.0)
 
     monkeypatch.setattr(losses, "l1_distance", l1_going_nan)
-    result = _run(params_file, tmp_path, "train-shared", pairs_file)
+    result = run_training(tmp_path, "train-shared", pairs_file)
     assert isinstance(result.exception, DismiError)
     message = str(result.exception)
     assert "\n" not in message and message.startswith("loss/l1 became nan or inf at iteration 26")
@@ -299,11 +288,11 @@ def test_exclusive_stage_keeps_the_shared_encoder_frozen(exclusive_run, shared_r
 
 
 def test_killed_exclusive_run_resumes_and_ends_as_if_never_stopped(
-    tmp_path, pairs_file, shared_run, exclusive_run, monkeypatch, params_file
+    tmp_path, pairs_file, shared_run, exclusive_run, monkeypatch, run_training
 ):
-    _killed_run(params_file, monkeypatch, tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
+    _killed_run(run_training, monkeypatch, tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     shutil.rmtree(tmp_path / "live_exclusive")  # as DVC does before a rerun
-    second = _run(params_file, tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
+    second = run_training(tmp_path, "train-exclusive", pairs_file, shared=shared_run / "shared.pt")
     assert second.exit_code == 0, second.output
     assert "resuming from iteration 20" in second.output
     _assert_same_weights(exclusive_run / "exclusive.pt", tmp_path / "exclusive.pt")
@@ -311,22 +300,22 @@ def test_killed_exclusive_run_resumes_and_ends_as_if_never_stopped(
 
 
 def test_exclusive_stage_refuses_an_exclusive_model_as_its_shared_encoder(
-    tmp_path, pairs_file, exclusive_run, params_file
+    tmp_path, pairs_file, exclusive_run, run_training
 ):
-    result = _run(params_file, tmp_path, "train-exclusive", pairs_file, shared=exclusive_run / "exclusive.pt")
+    result = run_training(tmp_path, "train-exclusive", pairs_file, shared=exclusive_run / "exclusive.pt")
     assert isinstance(result.exception, DismiError)
     assert "holds a 'exclusive' encoder" in str(result.exception)
 
 
-def test_exclusive_stage_refuses_a_shared_model_trained_on_other_pairs(tmp_path, shared_run, tiny_pairs, params_file):
+def test_exclusive_stage_refuses_a_shared_model_trained_on_other_pairs(tmp_path, shared_run, tiny_pairs, run_training):
     other = tmp_path / "other.h5"
     write_pairs(other, tiny_pairs(seed=1))
-    result = _run(params_file, tmp_path, "train-exclusive", other, shared=shared_run / "shared.pt")
+    result = run_training(tmp_path, "train-exclusive", other, shared=shared_run / "shared.pt")
     assert isinstance(result.exception, DismiError) and "another pairs file" in str(result.exception)
 
 
-def test_missing_shared_model_is_one_line(tmp_path, pairs_file, params_file):
-    result = _run(params_file, tmp_path, "train-exclusive", pairs_file, shared=tmp_path / "nope.pt")
+def test_missing_shared_model_is_one_line(tmp_path, pairs_file, run_training):
+    result = run_training(tmp_path, "train-exclusive", pairs_file, shared=tmp_path / "nope.pt")
     assert isinstance(result.exception, DismiError) and "not found" in str(result.exception)
 
 
@@ -361,12 +350,12 @@ def test_a_model_file_records_the_device_it_was_trained_on_and_the_torch_version
     assert (meta["device"], meta["device_name"]) == ("cuda", "NVIDIA Fake 80GB")
 
 
-def test_a_training_stage_is_never_silent_between_its_logs(tmp_path, pairs_file, monkeypatch, tiny, params_file):
+def test_a_training_stage_is_never_silent_between_its_logs(tmp_path, pairs_file, monkeypatch, tiny, run_training):
     """Between two logs (250 iterations at the profile: about 50 s on a laptop CPU) the stage prints a
     heartbeat line with its speed and time left; made due every iteration here, so each iteration that
     is no log shows up as one."""
     monkeypatch.setattr(training, "HEARTBEAT_SECONDS", 0.0)
-    result = _run(params_file, tmp_path, "train-shared", pairs_file, log_every=tiny["iters_sh"])
+    result = run_training(tmp_path, "train-shared", pairs_file, log_every=tiny["iters_sh"])
     assert result.exit_code == 0, result.output
     beats = [
         ln for ln in result.output.splitlines() if ln.startswith("iteration ") and " left" in ln and "total" not in ln

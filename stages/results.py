@@ -108,7 +108,13 @@ def main(
         out / "results.json",
         json.dumps(
             [
-                {"group": s.group, "runs": list(s.runs), "params": s.params, "mean": s.mean, "std": s.std}
+                {
+                    "group": s.group,
+                    "runs": list(s.runs),
+                    "params": s.params,
+                    "mean": s.mean,
+                    "std": s.std if s.n > 1 else None,
+                }
                 for s in summaries
             ],
             indent=1,

@@ -79,6 +79,15 @@ def test_lambda_curve_sorts_the_lambda_groups_by_their_value():
     assert "profile" not in [s.group for s in studies.lambda_curve(studies.summarise(runs), baseline="profile")]
 
 
+def test_a_single_run_is_tabulated_without_the_zero_spread_it_does_not_have():
+    # "± 0.0" beside one run reads as a measured spread of zero; one run has none to show.
+    one, two = studies.summarise([_run("a-seed0", 0.3), _run("b-seed0", 0.2), _run("b-seed1", 0.4)])
+    table = studies.summary_table(one)
+    assert "one run, no spread" in table and "±" not in table and "| scale | 30.0 | 30.0 |" in table
+    assert "mean ± std over 2 runs" in studies.summary_table(two)
+    assert "| scale | 30.0 ± 14.1 |" in studies.summary_table(two)
+
+
 def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
     runs = [
         _run("ablation-gamma0-seed0", 0.3, gamma=0.0, switched=True),
@@ -89,7 +98,7 @@ def test_ablation_table_puts_the_baseline_first_and_shows_the_ablated_params():
     assert rows[0].startswith("| profile (baseline) | 1 | True | 0.1 |")
     assert rows[1].startswith("| ablation-gamma0 | 1 | True | 0.0 |")
     assert "l1_reduce" in md.splitlines()[2]
-    assert "| 30.0 ± 0.0 |" in rows[1]
+    assert "| 30.0 |" in rows[1] and "± 0.0" not in md  # one run: no spread to claim
 
 
 def _row(name, seed, value, **params):

@@ -42,7 +42,7 @@ class Summary:
     runs: tuple[str, ...]
     params: dict  # the params every run of the group shares
     mean: dict[str, float]  # "paper/shared/scale" -> mean over runs (fractions)
-    std: dict[str, float]  # sample standard deviation (0 for a single run)
+    std: dict[str, float]  # sample standard deviation (0 for a single run: no spread; tables print no ±)
 
     @property
     def n(self) -> int:
@@ -151,7 +151,13 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
 
 
 def _pm(s: Summary, key: str, scale: float = 100.0, digits: int = 1) -> str:
-    return f"{scale * s.mean[key]:.{digits}f} ± {scale * s.std[key]:.{digits}f}"
+    """`mean ± std`; a single run's value alone: one run has no spread, and "± 0.0" would claim one."""
+    value = f"{scale * s.mean[key]:.{digits}f}"
+    return value if s.n == 1 else f"{value} ± {scale * s.std[key]:.{digits}f}"
+
+
+def _over(s: Summary) -> str:
+    return "one run, no spread" if s.n == 1 else f"mean ± std over {s.n} runs"
 
 
 def summary_table(s: Summary) -> str:
@@ -186,7 +192,7 @@ def summary_table(s: Summary) -> str:
         ]
     )
     out = (
-        f"`{s.group}`: {s.n} run(s) ({', '.join(s.runs)}); held-out accuracy (%), mean ± std over runs.\n\n"
+        f"`{s.group}`: {s.n} run(s) ({', '.join(s.runs)}); held-out accuracy (%), {_over(s)}.\n\n"
         + markdown(header, rows)
         + "\n"
     )
@@ -194,7 +200,7 @@ def summary_table(s: Summary) -> str:
     if critics:
         out += (
             "\nS-E dependence: fresh critics' held-out loss (2 ln 2 = 1.386 when S and E are independent), "
-            "mean ± std over runs.\n\n"
+            f"{_over(s)}.\n\n"
             + markdown(
                 ["critic", "loss", "calibration loss"],
                 [[c, *(_pm(s, f"dependence/{c}/{f}", 1, 3) for f in CRITIC_FIGURES)] for c in critics],
@@ -239,6 +245,7 @@ def ablation_table(summaries: Sequence[Summary], baseline: str, prefix: str = "a
         for s in chosen
     ]
     return (
-        "Held-out accuracy (%) of the paper probe on S, mean ± std over runs; ideal: 100 on scale, shape, "
+        "Held-out accuracy (%) of the paper probe on S, mean ± std over a group's runs (a single run's value "
+        "alone); ideal: 100 on scale, shape, "
         "orientation, chance on the hues.\n\n" + markdown(head, rows, numeric_from=len(head)) + "\n"
     )

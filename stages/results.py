@@ -113,7 +113,7 @@ def main(
                     "runs": list(s.runs),
                     "params": s.params,
                     "mean": s.mean,
-                    "std": s.std if s.n > 1 else None,
+                    "std": s.spread,
                 }
                 for s in summaries
             ],

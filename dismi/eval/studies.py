@@ -48,6 +48,11 @@ class Summary:
     def n(self) -> int:
         return len(self.runs)
 
+    @property
+    def spread(self) -> dict[str, float] | None:
+        """`std`, or None for a single run, which has no spread to show."""
+        return self.std if self.n > 1 else None
+
 
 def group_of(name: str) -> str:
     """`profile-seed2` -> `profile`; a name without a seed suffix is a group of its own."""
@@ -153,7 +158,7 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
 def _pm(s: Summary, key: str, scale: float = 100.0, digits: int = 1) -> str:
     """`mean ± std`; a single run's value alone: one run has no spread, and "± 0.0" would claim one."""
     value = f"{scale * s.mean[key]:.{digits}f}"
-    return value if s.n == 1 else f"{value} ± {scale * s.std[key]:.{digits}f}"
+    return value if s.spread is None else f"{value} ± {scale * s.spread[key]:.{digits}f}"
 
 
 def _over(s: Summary) -> str:

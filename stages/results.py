@@ -1,7 +1,9 @@
 """Not a stage: tables and figures over the DVC experiments of every commit, grouped by name
 (`<group>-seed<k>`) or, for any other name (a sweep's generated ones), by their params but the seed
-(dismi.eval.studies): mean ± std over seeds, paper Fig. 5 (lambda_adv) and the ablation table (paper
-Tables 6-7)."""
+(dismi.eval.studies): mean ± std over seeds, per encoder snapshot (each run's curves.json, read from its
+experiment commit) and beside the training discriminator's last loss, paper Fig. 5 (lambda_adv) and the
+ablation table (paper Tables 6-7). `--save-rows` keeps the rows it read, curves included, so that the
+tables can be remade without the experiments (`--json`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ from stages import params as P
 
 METRICS_FILE = "metrics/evaluate.json"
 PARAMS_FILE = "params.yaml"
+CURVES_FILE = "metrics/curves.json"
+CURVES_COLUMN = f"{CURVES_FILE}:rows"  # not DVC's: the file's rows, added to an experiment's row by _exp_show
+TRAINING_FILE = "metrics/train_exclusive/metrics.json"
+TRAINING_FIGURES = {"loss.adv_discriminator": "adv_discriminator"}  # column -> name in the study's figures
 
 
 def _unflatten(flat: dict) -> dict:
@@ -41,13 +47,17 @@ def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
     the rows' other columns are metrics, dependencies' hashes and DVC's own (State, Executor, ...)."""
     runs, base = [], None
     for row in rows:
-        params, metrics = {}, {}
+        params, metrics, training = {}, {}, {}
         for key, value in row.items():
+            if key == CURVES_COLUMN:
+                continue
             file, _, column = key.rpartition(":")
             if file in ("", PARAMS_FILE) and column in P.KNOBS:
                 params[column] = value
             if file in ("", METRICS_FILE):
                 metrics[column] = value
+            if file in ("", TRAINING_FILE) and column in TRAINING_FIGURES and isinstance(value, (int, float)):
+                training[TRAINING_FIGURES[column]] = value
         name = row.get("Experiment")
         if row.get("typ") == "baseline":
             base = params if row.get("rev") != "workspace" else None
@@ -56,7 +66,8 @@ def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
         if row.get("State") not in (None, "Success"):
             # queued, running or failed: DVC shows such a row with its baseline's metrics, not its own
             continue
-        runs.append(studies.Run(name, params, _unflatten(metrics), base=base))
+        curves = row.get(CURVES_COLUMN) or ()
+        runs.append(studies.Run(name, params, _unflatten(metrics), base=base, curves=curves, training=training))
     return runs
 
 
@@ -72,28 +83,54 @@ def _exp_show() -> list[dict]:
         # Every commit's experiments (`dvc exp show --all-commits`), not only HEAD's: a study survives commits.
         with Repo() as repo:
             baselines = sorted(repo.experiments.ls(all_commits=True))
-        return dvc.api.exp_show(revs=baselines or None)
+            rows = dvc.api.exp_show(revs=baselines or None)
+            for row in rows:
+                if row.get("Experiment") and row.get("State") in (None, "Success") and row.get("rev") != "workspace":
+                    row[CURVES_COLUMN] = _curves_at(repo, row["rev"])
+        return rows
+    except DismiError:
+        raise
     except Exception as e:  # DVC's own errors: not a repo, no commits, ...
         raise DismiError(
             f"dvc.api.exp_show failed ({type(e).__name__}: {e}): run inside the DVC repository, after `dvc exp run`"
         ) from None
 
 
+def _curves_at(repo, rev: str) -> list[dict] | None:
+    """The experiment commit's curves.json (committed with it: `cache: false` in dvc.yaml), or None
+    where it has none (made before snapshots, or snapshot_every 0)."""
+    try:
+        return json.loads(repo.scm.get_fs(rev).read_text(CURVES_FILE))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        raise DismiError(f"{CURVES_FILE} of experiment commit {rev} is not JSON ({e}): rerun that experiment") from None
+
+
 def main(
     out: Path = typer.Option(..., help="output directory: results.md, results.json and the figures"),
     baseline: str = typer.Option("profile", help="group drawn in accuracy_seeds.png and heading the ablations"),
-    json_file: Path = typer.Option(
-        None, "--json", help="saved `dvc.api.exp_show()` rows as JSON (default: ask DVC here)"
+    json_files: list[Path] = typer.Option(
+        None,
+        "--json",
+        help="rows saved by --save-rows (or `dvc.api.exp_show()` rows as JSON); repeat it to join the studies "
+        "of several clones (default: ask DVC here)",
     ),
+    save_rows: Path = typer.Option(None, help="also save the rows read, each run's curves included, as JSON"),
 ) -> None:
-    if json_file is not None:
-        try:
-            rows = json.loads(json_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError) as e:
-            raise DismiError(
-                f"--json {json_file} is not readable JSON ({type(e).__name__}): "
-                "save it with python -c 'import dvc.api, json; print(json.dumps(dvc.api.exp_show()))'"
-            ) from None
+    if json_files:
+        rows = []
+        for json_file in json_files:
+            try:
+                got = json.loads(json_file.read_text())
+            except (FileNotFoundError, json.JSONDecodeError) as e:
+                got = e
+            if not isinstance(got, list):
+                raise DismiError(
+                    f"--json {json_file} is not a readable JSON list of rows ({type(got).__name__}): "
+                    "save it with `python -m stages results --save-rows FILE` in the repository of the experiments"
+                )
+            rows += got
     else:
         rows = _exp_show()
     summaries = studies.summarise(runs_from_exp_show(rows), ignore=UNGROUPED)
@@ -103,6 +140,8 @@ def main(
             "or a sweep (`dvc exp run --queue -S 'seed=range(3)'`) first (see README, Reproduction)"
         )
     wrote = ["results.md", "results.json"]
+    if save_rows is not None:
+        write_text_atomic(save_rows, json.dumps(rows, default=str) + "\n")
     write_text_atomic(out / "results.md", "\n".join(studies.summary_table(s) for s in summaries))
     write_text_atomic(
         out / "results.json",
@@ -140,4 +179,5 @@ def main(
         wrote.append("ablations.md")
     typer.echo(
         f"{len(summaries)} group(s) over {sum(s.n for s in summaries)} run(s); wrote {', '.join(wrote)} to {out}"
+        + (f"; the rows read to {save_rows}" if save_rows is not None else "")
     )

@@ -209,6 +209,32 @@ def test_results_summarise_named_seed_runs_from_dvcs_own_experiments(project):
     by_seed = [_exp_metric(dst, f"tiny-seed{s}", "held_out.paper.shared.scale") for s in (1, 2)]
     assert tiny["mean"]["paper/shared/scale"] == pytest.approx(sum(by_seed) / 2, abs=1e-4)
     assert (dst / "res" / "accuracy_seeds.png").stat().st_size > 1000
+    # each run's curves.json, read from its experiment commit, and its training D's last loss
+    refs = _sh(dst, "git", "for-each-ref", "--format=%(refname)", "refs/exps", stdout_only=True).split()
+    curves = [
+        json.loads(_sh(dst, "git", "show", f"{ref}:metrics/curves.json", stdout_only=True))
+        for s in (1, 2)
+        for ref in refs
+        if ref.endswith(f"/tiny-seed{s}")
+    ]
+    last = [
+        next(
+            r["scale"]
+            for r in c
+            if (r["probe"], r["representation"]) == ("paper", "exclusive") and r["iteration"] == 30
+        )
+        for c in curves
+    ]
+    assert len(last) == 2 and tiny["mean"]["curve/paper/exclusive/30/scale"] == pytest.approx(sum(last) / 2)
+    d_loss = [_exp_metric(dst, f"tiny-seed{s}", "loss.adv_discriminator") for s in (1, 2)]
+    assert tiny["mean"]["training/adv_discriminator"] == pytest.approx(sum(d_loss) / 2, abs=1e-4)
+    assert "E of each snapshot of its training" in (dst / "res" / "results.md").read_text()
+    # the saved rows remake the same tables without DVC
+    _sh(
+        dst, sys.executable, "-m", "stages", "results", "--out", "res", "--baseline", "tiny", "--save-rows", "rows.json"
+    )
+    _sh(dst, sys.executable, "-m", "stages", "results", "--out", "res2", "--baseline", "tiny", "--json", "rows.json")
+    assert (dst / "res2" / "results.json").read_text() == (dst / "res" / "results.json").read_text()
 
 
 @pytest.mark.slow

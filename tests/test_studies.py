@@ -207,3 +207,94 @@ def test_runs_of_a_sweep_are_grouped_by_their_params_but_the_seed():
     assert [s.group for s in unbased] == ["lambda_adv=0.1", "lambda_adv=1", "profile"]
     # the lambda_adv curve takes the sweep's groups as its points
     assert [s.group for s in studies.lambda_curve(summaries)] == ["lambda_adv=0.1", "lambda_adv=1"]
+
+
+def _curves(value, iterations=(10, 20)):
+    """curves.json rows: each snapshot's held-out figures, here `value` plus a tenth per snapshot."""
+    return [
+        {"representation": rep, "probe": probe, "iteration": it, **{f: value + 0.1 * k for f in FACTORS}}
+        | {"distance_to_ideal": 1.0 + k}
+        for k, it in enumerate(iterations)
+        for rep in ("shared", "exclusive")
+        for probe in ("paper", "wide")
+    ]
+
+
+def _with_critics(metrics, losses):
+    by_iteration = {str(it): {"loss": loss, "jsd": 0.0} for it, loss in losses.items()}
+    last = losses[max(losses)]
+    critic = {"loss": last, "calibration_loss": 1.386, "by_iteration": by_iteration}
+    return {**metrics, "dependence": {"paper": critic, "separable": critic}}
+
+
+def test_each_snapshot_and_the_training_d_are_summarised_over_seeds():
+    runs = [
+        studies.Run(
+            f"hsic-seed{k}",
+            {"seed": k},
+            _with_critics(_metrics(v), {10: 0.5 + v, 20: 0.7 + v}),
+            curves=_curves(v),
+            training={"adv_discriminator": 2.5 + v},
+        )
+        for k, v in enumerate((0.2, 0.4))
+    ]
+    (s,) = studies.summarise(runs)
+    assert s.mean["curve/paper/exclusive/20/scale"] == pytest.approx(0.4)  # (0.3 + 0.5) / 2
+    assert s.std["curve/wide/shared/10/orientation"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert s.mean["curve/dependence/separable/10/loss"] == pytest.approx(0.8)
+    assert s.mean["training/adv_discriminator"] == pytest.approx(2.8)
+    table = studies.summary_table(s)
+    # E's snapshots, paper probe, with the critics' loss on that snapshot beside them; S's without
+    assert (
+        "| 20 | 40.0 ± 14.1 | 40.0 ± 14.1 |" in table and "| 2.000 ± 0.000 | 1.000 ± 0.141 | 1.000 ± 0.141 |" in table
+    )
+    assert "| 10 | 30.0 ± 14.1 |" in table.split("E of each snapshot")[0].split("S of each snapshot")[1]
+    assert "last logged loss: 2.80 ± 0.14 (2.773 = 4 ln 2 at chance)" in table
+
+
+def test_a_group_whose_runs_were_saved_without_curves_shows_none():
+    # rows saved before curves were kept: a per-snapshot table over some of a group's runs would pose as all
+    runs = [
+        studies.Run("a-seed0", {"seed": 0}, _metrics(0.2), curves=_curves(0.2)),
+        studies.Run("a-seed1", {"seed": 1}, _metrics(0.4)),
+    ]
+    (s,) = studies.summarise(runs)
+    assert not any(k.startswith("curve/") for k in s.mean)
+    assert "snapshot" not in studies.summary_table(s) and "discriminator" not in studies.summary_table(s)
+
+
+def test_runs_from_exp_show_read_the_curves_and_the_training_d_loss():
+    from stages.results import CURVES_COLUMN
+
+    rows = [
+        {**_row("a-seed0", 0, 0.3), CURVES_COLUMN: _curves(0.3), "loss.adv_discriminator": 2.6},
+        {**_row("a-seed1", 1, 0.3), "metrics/train_exclusive/metrics.json:loss.adv_discriminator": 2.7},
+    ]
+    first, second = runs_from_exp_show(rows)
+    assert first.curves == _curves(0.3) and first.training == {"adv_discriminator": 2.6}
+    assert second.curves == () and second.training == {"adv_discriminator": 2.7}
+    assert CURVES_COLUMN not in first.params and "metrics" not in first.metrics  # the curves stay out of both
+
+
+def test_saved_rows_remake_the_same_results_and_join_across_clones(tmp_path):
+    from stages.results import CURVES_COLUMN
+
+    one = [{**_row(f"p-seed{k}", k, 0.2 * (k + 1)), CURVES_COLUMN: _curves(0.1 * k)} for k in range(2)]
+    other = [_row("q-seed0", 0, 0.5)]
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    (tmp_path / "other.json").write_text(json.dumps(other))
+
+    def results(out, *json_files, save=None):
+        args = ["results", "--out", str(tmp_path / out), *(a for f in json_files for a in ("--json", str(f)))]
+        r = CliRunner().invoke(app, args + (["--save-rows", str(save)] if save else []))
+        assert r.exit_code == 0, r.output
+        return json.loads((tmp_path / out / "results.json").read_text())
+
+    joined = results("a", tmp_path / "one.json", tmp_path / "other.json", save=tmp_path / "saved.json")
+    assert [g["group"] for g in joined] == ["p", "q"]
+    assert joined[0]["mean"]["curve/paper/exclusive/20/scale"] == pytest.approx(0.15)
+    assert json.loads((tmp_path / "saved.json").read_text()) == one + other
+    assert results("b", tmp_path / "saved.json") == joined
+    (tmp_path / "dict.json").write_text("{}")
+    r = CliRunner().invoke(app, ["results", "--out", str(tmp_path / "c"), "--json", str(tmp_path / "dict.json")])
+    assert isinstance(r.exception, DismiError) and "is not a readable JSON list of rows" in str(r.exception)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dismi.data.factors import FACTORS
-from dismi.data.results import PROBES, REPRESENTATIONS, SYMBOL, Results
+from dismi.data.results import HELD_OUT_FIGURES, PROBES, REPRESENTATIONS, SYMBOL, Results
 from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
 from dismi.eval.tables import markdown
 from dismi.util.errors import DismiError
 
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
 CRITIC_FIGURES = ("loss", "calibration_loss")  # of each fresh critic (dismi.eval.dependence), when measured
+CHANCE_D_LOSS = 4 * np.log(2)  # the training D's loss at chance: 2 ln 2 on each of its two views
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Run:
     params: Mapping  # params.yaml as the run saw it
     metrics: Mapping  # its evaluate.json, nested
     base: Mapping | None = None  # the params of the commit it ran from, where known: names a params group
+    curves: Sequence[Mapping] = ()  # its curves.json rows (held-out figures of each encoder snapshot), if read
+    training: Mapping[str, float] = field(default_factory=dict)  # its train stages' last logged figures
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,32 @@ def figures(metrics: Mapping) -> dict[str, float] | None:
     return out
 
 
+def curve_figures(curves: Sequence[Mapping], metrics: Mapping) -> dict[str, float]:
+    """curves.json rows and evaluate.json's critics per E snapshot -> {"curve/probe/representation/iteration/
+    figure": value} and {"curve/dependence/critic/iteration/loss": value}; empty when neither was saved."""
+    out = {
+        f"curve/{row['probe']}/{row['representation']}/{int(row['iteration'])}/{f}": float(row[f])
+        for row in curves
+        for f in HELD_OUT_FIGURES
+        if isinstance(row.get(f), (int, float))
+    }
+    for critic, figs in (metrics.get("dependence") or {}).items():
+        by_iteration = figs.get("by_iteration") if isinstance(figs, Mapping) else None
+        for it, v in (by_iteration or {}).items():
+            if str(it).isdigit() and isinstance(v, Mapping) and isinstance(v.get("loss"), (int, float)):
+                out[f"curve/dependence/{critic}/{int(it)}/loss"] = float(v["loss"])
+    return out
+
+
+def run_figures(run: Run) -> dict[str, float] | None:
+    """Every figure of a run a study summarises: figures(), its curves and its training figures
+    ("training/<name>"); None when a held-out figure is missing."""
+    out = figures(run.metrics)
+    if out is None:
+        return None
+    return out | curve_figures(run.curves, run.metrics) | {f"training/{k}": float(v) for k, v in run.training.items()}
+
+
 def check_seed(run: Run) -> None:
     """A run named `<group>-seed<k>` must have run with seed k: `dvc exp run` in the workspace starts
     from the workspace's params, so a forgotten `-S seed=k` silently repeats the previous seed."""
@@ -119,7 +148,7 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
     by_key: dict[tuple, list[tuple[Run, dict]]] = {}
     for run in runs:
         check_seed(run)
-        figs = figures(run.metrics)
+        figs = run_figures(run)
         if figs is not None:
             by_key.setdefault(group_key(run, ignore), []).append((run, figs))
     param_groups = [members[0][0].params for (how, _), members in by_key.items() if how == "params"]
@@ -140,7 +169,8 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
         groups[name] = members
     out = []
     for group, members in groups.items():
-        keys = [k for k in members[0][1] if all(k in figs for _, figs in members)]  # older rows lack the critics
+        # older rows lack the critics, rows saved without their curves lack those
+        keys = [k for k in members[0][1] if all(k in figs for _, figs in members)]
         values = {k: np.array([figs[k] for _, figs in members]) for k in keys}
         shared = {k: v for k, v in members[0][0].params.items() if all(r.params.get(k) == v for r, _ in members)}
         out.append(
@@ -210,6 +240,52 @@ def summary_table(s: Summary) -> str:
                 ["critic", "loss", "calibration loss"],
                 [[c, *(_pm(s, f"dependence/{c}/{f}", 1, 3) for f in CRITIC_FIGURES)] for c in critics],
             )
+            + "\n"
+        )
+    if "training/adv_discriminator" in s.mean:
+        out += (
+            f"\nThe training discriminator's last logged loss: {_pm(s, 'training/adv_discriminator', 1, 2)} "
+            f"({CHANCE_D_LOSS:.3f} = 4 ln 2 at chance). The encoder plays against this D, so its loss at chance "
+            "says the encoder beat it, not that S and E are independent: the fresh critics above measure that.\n"
+        )
+    return out + curve_tables(s)
+
+
+def _iterations(s: Summary, prefix: str) -> list[int]:
+    return sorted({int(k.split("/")[3]) for k in s.mean if k.startswith(prefix)})
+
+
+def curve_tables(s: Summary, probe: str = "paper") -> str:
+    """Markdown: the `probe`'s held-out accuracy of every encoder snapshot, mean ± std over the group's runs,
+    per representation; beside E's, the fresh critics' loss on (final S, that E); empty without curves."""
+    out = ""
+    critics = sorted({k.split("/")[2] for k in s.mean if k.startswith("curve/dependence/")})
+    for rep in REPRESENTATIONS:
+        its = _iterations(s, f"curve/{probe}/{rep}/")
+        if not its:
+            continue
+        with_critics = rep == "exclusive" and critics
+        head = ["iteration", *FACTORS, "distance to ideal", *(f"{c} critic loss" for c in critics if with_critics)]
+        rows = []
+        for it in its:
+            at = f"curve/{probe}/{rep}/{it}"
+            rows.append(
+                [
+                    f"{it:,}",
+                    *(_pm(s, f"{at}/{f}") if f"{at}/{f}" in s.mean else "" for f in FACTORS),
+                    _pm(s, f"{at}/distance_to_ideal", 1, 3) if f"{at}/distance_to_ideal" in s.mean else "",
+                    *(
+                        _pm(s, k, 1, 3) if (k := f"curve/dependence/{c}/{it}/loss") in s.mean else ""
+                        for c in critics
+                        if with_critics
+                    ),
+                ]
+            )
+        out += (
+            f"\n{SYMBOL[rep]} of each snapshot of its training: {PROBES[probe].label}'s held-out accuracy (%)"
+            + (", the critics' held-out loss (1.386 when independent)" if with_critics else "")
+            + f", {_over(s)}.\n\n"
+            + markdown(head, rows)
             + "\n"
         )
     return out

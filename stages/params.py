@@ -356,6 +356,22 @@ class TrainExclusive(_Training):
         symbol="λ_HSIC",
         check=_nonneg,
     )
+    hsic_kernel: str = knob(
+        "hsic_kernel",
+        "joint",
+        "'joint' or 'whitened'",
+        "lambda_hsic's kernel on E: joint (E as it comes) or whitened (E whitened over the batch, so no "
+        "direction of E hides a dependence under the larger ones; a departure)",
+        check=_one_of("joint", "whitened"),
+    )
+    hsic_with: str = knob(
+        "hsic_with",
+        "shared",
+        "'shared' or 'switched'",
+        "what lambda_hsic holds E independent of: shared (S of the same image) or switched (S of the pair's "
+        "other image: X's shared factors without X's hues, as eq. 5 pairs C(X) with S_Y; a departure)",
+        check=_one_of("shared", "switched"),
+    )
 
 
 @dataclass(frozen=True)

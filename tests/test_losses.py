@@ -121,6 +121,75 @@ def test_normalised_hsic_is_zero_for_independent_one_for_identical_and_blind_to_
     assert value > losses.normalised_hsic(a, b).item() + 0.1  # the shared coordinate shows
 
 
+def test_whitened_gives_a_batch_unit_variance_in_every_direction_and_passes_gradients():
+    g = torch.Generator().manual_seed(2)
+    z = (torch.randn(200, 3, generator=g) @ torch.tensor([[5.0, 0, 0], [4.0, 0.1, 0], [0, 0, 0.01]])).requires_grad_()
+    w = losses.whitened(z, shrinkage=0.0)
+    assert torch.allclose(w.T @ w / 199, torch.eye(3), atol=1e-4)  # identity covariance, whatever z's scales
+    assert torch.allclose(w.mean(0), torch.zeros(3), atol=1e-5)
+    shrunk = losses.whitened(z.detach())  # shrinkage damps only the directions far below the mean variance
+    assert (shrunk.T @ shrunk / 199).diagonal()[2].item() < 0.01
+    (grad,) = torch.autograd.grad((w[:, 0] * torch.randn(200, generator=g)).sum(), z)
+    assert grad.abs().sum() > 0
+
+
+def _hues_and_a_hidden_factor(g: torch.Generator, n: int = 64, scale: float = 0.3, dependent: bool = True):
+    """S holds a 4-valued factor f; E is three 10-valued "hues" spread over 64 coordinates plus f (or an
+    independent copy of its distribution) along one direction at `scale`, small beside the hues' spread."""
+    f = torch.randint(0, 4, (n, 1), generator=g).float()
+    s = torch.cat([f + 0.1 * torch.randn(n, 1, generator=g), 0.3 * torch.randn(n, 63, generator=g)], 1)
+    hues = torch.randint(0, 10, (n, 3), generator=g).float()
+    e = hues @ torch.randn(3, 64, generator=g) + 0.05 * torch.randn(n, 64, generator=g)
+    g_ = f if dependent else torch.randint(0, 4, (n, 1), generator=g).float()
+    return s, e + scale * g_ @ torch.randn(1, 64, generator=g)
+
+
+def test_whitened_hsic_sees_a_factor_hidden_under_larger_hue_directions_that_the_joint_kernel_misses():
+    # The mistake it catches: one Gaussian kernel on E as it comes. E's distances, hence its Gram, are ruled
+    # by the hue directions; a shared factor kept along a small direction barely moves them (a probe reads it
+    # back), so the joint measure reads it as it reads an independent E. Means of 5 batches of 64.
+    g = torch.Generator().manual_seed(0)
+
+    def mean(measure, dependent):
+        return sum(measure(*_hues_and_a_hidden_factor(g, dependent=dependent)).item() for _ in range(5)) / 5
+
+    joint = mean(losses.normalised_hsic, True) - mean(losses.normalised_hsic, False)
+    whitened = mean(losses.whitened_hsic, True) - mean(losses.whitened_hsic, False)
+    assert abs(joint) < 0.03  # blind: 0.170 against 0.170 here
+    assert whitened > 0.15  # 0.42 against 0.18 here
+    # and whitening makes it blind to E's scale and to a rotation of E
+    s, e = _hues_and_a_hidden_factor(g)
+    q, _ = torch.linalg.qr(torch.randn(64, 64, generator=g))
+    value = losses.whitened_hsic(s, e).item()
+    assert losses.whitened_hsic(s, 1e-3 * e).item() == pytest.approx(value, rel=1e-3)
+    assert losses.whitened_hsic(s, e @ q).item() == pytest.approx(value, rel=1e-2)
+
+
+def test_the_switched_term_spares_hues_that_s_leaks_and_still_sees_a_shared_factor_in_e():
+    # The mistake it catches: holding E_X independent of S_X when S_X leaks some of X's hue. An E that holds
+    # only X's hue is then penalised for the hue itself; S_Y (the pair's other image) has X's shared factor
+    # and Y's hue, drawn independently of X's, so against S_Y only a shared factor in E counts.
+    from dismi.model.objectives import ExclusiveModel
+
+    g = torch.Generator().manual_seed(5)
+    n = 64
+    f = torch.randint(0, 4, (n, 1), generator=g).float()  # the pair's shared factor
+    hue_x, hue_y = (torch.randint(0, 10, (n, 1), generator=g).float() for _ in range(2))
+    s = torch.cat([torch.cat([f, 0.5 * h], 1) for h in (hue_x, hue_y)])  # S_X then S_Y: f and a hue leak
+    only_hue = torch.cat([hue_x, hue_y]) + 0.1 * torch.randn(2 * n, 1, generator=g)
+    with_factor = torch.cat([only_hue, torch.cat([f, f])], 1)
+
+    def term(hsic_with, e):
+        model = ExclusiveModel(
+            1, 2, 1, 1, alpha=0, beta=0, lambda_adv=0, lambda_hsic=1, hsic_kernel="whitened", hsic_with=hsic_with
+        )
+        return model.dependence(s, e).item() / 2  # per view
+
+    assert term("shared", only_hue) > 0.5  # the leak: E_X's hue against S_X's (0.82 here)
+    assert term("switched", only_hue) < 0.1  # X's hue against S_Y: independent (0.06)
+    assert term("switched", with_factor) > term("switched", only_hue) + 0.2  # the shared factor counts (0.36)
+
+
 def test_gaussian_gram_sends_no_gradient_through_its_bandwidth():
     # The median bandwidth is detached: the gradient is that of a kernel whose bandwidth is a constant.
     g = torch.Generator().manual_seed(1)

@@ -137,3 +137,40 @@ def normalised_hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     encoder cannot shrink its way out of it."""
     k, l = gaussian_gram(a), gaussian_gram(b)
     return hsic(k, l) / (hsic(k, k) * hsic(l, l)).clamp_min(1e-12).sqrt()
+
+
+WHITENING_SHRINKAGE = 0.1  # share of the mean variance added to every direction: a batch of 64 has ~rank-63 covariance
+
+
+def whitened(z: torch.Tensor, shrinkage: float = WHITENING_SHRINKAGE) -> torch.Tensor:
+    """(n, d) -> (n, d): z centred and whitened by its batch covariance, shrunk towards a multiple of the
+    identity, C' = (1 - shrinkage) C + shrinkage tr(C) / d I, so that every direction of z has about unit
+    variance. Gradients flow through the whitening: a code cannot make a direction small to hide it."""
+    z = z.float()
+    z = z - z.mean(0)
+    n, d = z.shape
+    cov = z.T @ z / max(n - 1, 1)  # (d, d)
+    mean_variance = cov.diagonal().mean().clamp_min(1e-12)
+    eye = torch.eye(d, dtype=z.dtype, device=z.device)
+    cov = (1 - shrinkage) * cov + shrinkage * mean_variance * eye
+    chol = torch.linalg.cholesky(cov)  # cov = L L^T; z L^-T has identity covariance
+    return torch.linalg.solve_triangular(chol, z.T, upper=False).T
+
+
+def whitened_hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """normalised_hsic(A, whitened(B)). One Gaussian kernel on B as it comes lets B hide a dependence under its
+    larger directions: its distances, hence its Gram, are ruled by them, while a probe reads the small ones
+    back (its first layer can take any direction, its BatchNorm gives it unit variance). Whitened, every
+    direction of B weighs alike in the kernel: a mixture of the shared factor with larger independent
+    directions is undone, as the probe would undo it."""
+    return normalised_hsic(a, whitened(b))
+
+
+def as_it_comes(z: torch.Tensor) -> torch.Tensor:
+    return z
+
+
+# What lambda_hsic's kernel sees of E (hsic_kernel): the code as it comes, or whitened
+HSIC_KERNELS = {"joint": as_it_comes, "whitened": whitened}
+# What E is held independent of (hsic_with): S of the same image, or S of the pair's other image
+HSIC_WITH = ("shared", "switched")

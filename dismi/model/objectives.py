@@ -104,7 +104,11 @@ class ExclusiveModel(nn.Module):
     Independence options (docs/facts.md, "Independence options"; the defaults are the paper's adversary):
     `adv_loss` "reversal" makes the encoder maximise D's whole loss (eq. 10 literally) instead of the
     non-saturating form; `lambda_hsic` > 0 adds the normalised HSIC between S and E, per view, a
-    dependence measure with no adversary to fool.
+    dependence measure with no adversary to fool, with a Gaussian kernel on E as it comes (`hsic_kernel`
+    "joint") or on E whitened over the batch ("whitened": losses.whitened_hsic). `hsic_with` "switched"
+    measures E_X against S_Y (and E_Y against S_X), as eq. 5 pairs C(X) with S_Y: the pair's shared
+    factors are equal and its hues drawn independently, so S_Y carries X's shared factors but none of the
+    hues of X that S may hold.
     """
 
     def __init__(
@@ -119,13 +123,20 @@ class ExclusiveModel(nn.Module):
         lambda_adv: float,
         adv_loss: str = "nonsaturating",
         lambda_hsic: float = 0.0,
+        hsic_kernel: str = "joint",
+        hsic_with: str = "shared",
         online_earlier: bool = False,
     ):
         super().__init__()
         if adv_loss not in losses.ADV_LOSSES:
             raise ValueError(f"adv_loss must be one of {losses.ADV_LOSSES}, got {adv_loss!r}")
+        if hsic_kernel not in losses.HSIC_KERNELS:
+            raise ValueError(f"hsic_kernel must be one of {tuple(losses.HSIC_KERNELS)}, got {hsic_kernel!r}")
+        if hsic_with not in losses.HSIC_WITH:
+            raise ValueError(f"hsic_with must be one of {losses.HSIC_WITH}, got {hsic_with!r}")
         self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
         self.adv_loss, self.lambda_hsic = adv_loss, lambda_hsic
+        self.kernel_input, self.hsic_with = losses.HSIC_KERNELS[hsic_kernel], hsic_with
         channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(channels, rep_dim, width)
@@ -150,6 +161,12 @@ class ExclusiveModel(nn.Module):
             losses.discriminator_reversal_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle])
         )
 
+    def dependence(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """The lambda_hsic term: normalised HSIC of E with S per view (X and Y summed), S of the same image
+        or (`hsic_with` "switched") of the pair's other one; the kernel sees E as `hsic_kernel` says."""
+        s = losses.partner(s, self.hsic_with == "switched")
+        return losses.views_sum(lambda s_, e_: losses.normalised_hsic(s_, self.kernel_input(e_)), s, e)
+
     def forward(
         self,
         s: torch.Tensor,
@@ -173,7 +190,7 @@ class ExclusiveModel(nn.Module):
             "classifier": _classifiers_loss(self.classifiers, e, classes),
         }
         if self.lambda_hsic > 0:  # off: not computed, so the default step is today's to the bit
-            dependence = losses.views_sum(losses.normalised_hsic, s, e)  # per view: S and E of the same images
+            dependence = self.dependence(s, e)
             terms["total"] = terms["total"] + self.lambda_hsic * dependence
             terms["hsic"] = dependence
         if hasattr(self, "classifiers_earlier"):

@@ -360,7 +360,7 @@ class ExclusiveTrainer(Trainer):
     """The exclusive stage's loop. Independence options (docs/facts.md, "Independence options"), each off or
     the paper's at its default: `d_steps` D updates per encoder update, each on a fresh shuffle of the same
     batch's codes; `lr_d` D's own learning rate (0: lr, the paper's single one); `adv_loss` and
-    `lambda_hsic` (ExclusiveModel); `d_refresh_every` > 0: every that many iterations D is re-initialised and
+    `lambda_hsic`, `hsic_kernel` and `hsic_with` (ExclusiveModel); `d_refresh_every` > 0: every that many iterations D is re-initialised and
     trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
     on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
     channels; tests plant a dependence with a small one)."""
@@ -387,6 +387,8 @@ class ExclusiveTrainer(Trainer):
         d_refresh_every: int = 0,
         d_refresh_steps: int = 600,
         lambda_hsic: float = 0.0,
+        hsic_kernel: str = "joint",
+        hsic_with: str = "shared",
         online_earlier: bool = False,
         encoder: nn.Module | None = None,
     ):
@@ -413,6 +415,8 @@ class ExclusiveTrainer(Trainer):
                 lambda_adv=lambda_adv,
                 adv_loss=adv_loss,
                 lambda_hsic=lambda_hsic,
+                hsic_kernel=hsic_kernel,
+                hsic_with=hsic_with,
                 online_earlier=online_earlier,
             ),
             torch.Generator().manual_seed(seeds[0]),

@@ -372,6 +372,14 @@ class TrainExclusive(_Training):
         "other image: X's shared factors without X's hues, as eq. 5 pairs C(X) with S_Y; a departure)",
         check=_one_of("shared", "switched"),
     )
+    hsic_start: int = knob(
+        "hsic_start",
+        0,
+        "an integer >= 0 (0 = from the first iteration)",
+        "iteration from which lambda_hsic's term enters the objective: a warm-up in which E first learns "
+        "what the MI terms give it (a departure when > 0)",
+        check=_nonneg,
+    )
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,24 @@ def test_the_hsic_term_is_weighted_into_the_objective_reaches_e_and_a_step_lower
     assert _terms(trainer, batch)["hsic"].item() < before
 
 
+def test_before_hsic_start_the_term_is_measured_but_moves_nothing_and_from_it_on_it_counts(planted):
+    """Catches a warm-up that still trains on the term (or never switches it on), or that stops logging it."""
+    data, train = planted
+    options = dict(lambda_hsic=3.0, hsic_kernel="whitened", hsic_with="switched")
+    off, warm, on = planted_trainer(), planted_trainer(**options, hsic_start=5), planted_trainer(**options)
+    for trainer in (off, warm, on):
+        trainer.run(train, BATCH, 5)
+    assert not warm.model.hsic_on and warm.sums[list(warm.terms).index("hsic")] > 0  # measured meanwhile
+    for k, v in off.model.encoder.state_dict().items():
+        assert torch.equal(warm.model.encoder.state_dict()[k], v), k  # as if lambda_hsic were 0
+        assert not torch.equal(on.model.encoder.state_dict()[k], v), k
+    # A warmed-up E holds a more firmly: 150 iterations under the term left it at 0.41, 295 at chance (seed 0)
+    warm.run(train, BATCH, 2 * ITERS - 5)
+    assert warm.model.hsic_on
+    read = readable(warm, data)
+    assert read["a"] <= 1 / A + CHANCE_TOLERANCE and read["b"] >= READABLE  # a out of E, b kept
+
+
 def _trained_discriminator(planted, **options) -> ExclusiveTrainer:
     """A planted trainer whose D has been trained (a refresh) to tell joint from shuffled codes."""
     trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0, d_refresh_every=1, d_refresh_steps=150, **options)
@@ -393,6 +411,7 @@ NEW_KNOBS = dict(
     lambda_hsic=0.37,
     hsic_kernel="whitened",
     hsic_with="switched",
+    hsic_start=11,
     online_earlier=True,
 )
 
@@ -432,6 +451,7 @@ def test_the_new_knobs_reach_the_trainer_from_params_yaml(
         ("lambda_hsic", -0.1),
         ("hsic_kernel", "diagonal"),
         ("hsic_with", "partner"),
+        ("hsic_start", -1),
         ("online_earlier", "yes"),
     ],
 )
@@ -451,8 +471,9 @@ def test_the_defaults_are_the_paper_adversary_as_before():
         cfg.lambda_hsic,
         cfg.hsic_kernel,
         cfg.hsic_with,
+        cfg.hsic_start,
         cfg.online_earlier,
-    ) == (1, 0.0, "nonsaturating", 0, 0.0, "joint", "shared", False)
+    ) == (1, 0.0, "nonsaturating", 0, 0.0, "joint", "shared", 0, False)
 
 
 def _through_a_file(state: dict) -> dict:
@@ -475,6 +496,7 @@ def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stop
         lambda_hsic=0.5,
         hsic_kernel="whitened",
         hsic_with="switched",
+        hsic_start=6,  # switched on after the checkpoint the resumed run starts from
         online_earlier=True,
     )
 

@@ -108,7 +108,8 @@ class ExclusiveModel(nn.Module):
     "joint") or on E whitened over the batch ("whitened": losses.whitened_hsic). `hsic_with` "switched"
     measures E_X against S_Y (and E_Y against S_X), as eq. 5 pairs C(X) with S_Y: the pair's shared
     factors are equal and its hues drawn independently, so S_Y carries X's shared factors but none of the
-    hues of X that S may hold.
+    hues of X that S may hold. `hsic_on` False leaves the term out of the objective but still measured
+    (the trainer's warm-up, `hsic_start`).
     """
 
     def __init__(
@@ -137,6 +138,7 @@ class ExclusiveModel(nn.Module):
         self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
         self.adv_loss, self.lambda_hsic = adv_loss, lambda_hsic
         self.kernel_input, self.hsic_with = losses.HSIC_KERNELS[hsic_kernel], hsic_with
+        self.hsic_on = True
         channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(channels, rep_dim, width)
@@ -191,7 +193,8 @@ class ExclusiveModel(nn.Module):
         }
         if self.lambda_hsic > 0:  # off: not computed, so the default step is today's to the bit
             dependence = self.dependence(s, e)
-            terms["total"] = terms["total"] + self.lambda_hsic * dependence
+            if self.hsic_on:
+                terms["total"] = terms["total"] + self.lambda_hsic * dependence
             terms["hsic"] = dependence
         if hasattr(self, "classifiers_earlier"):
             terms |= _earlier_terms(self.classifiers_earlier, e, classes)

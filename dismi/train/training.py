@@ -360,7 +360,9 @@ class ExclusiveTrainer(Trainer):
     """The exclusive stage's loop. Independence options (docs/facts.md, "Independence options"), each off or
     the paper's at its default: `d_steps` D updates per encoder update, each on a fresh shuffle of the same
     batch's codes; `lr_d` D's own learning rate (0: lr, the paper's single one); `adv_loss` and
-    `lambda_hsic`, `hsic_kernel` and `hsic_with` (ExclusiveModel); `d_refresh_every` > 0: every that many iterations D is re-initialised and
+    `lambda_hsic`, `hsic_kernel` and `hsic_with` (ExclusiveModel), the lambda_hsic term entering the objective
+    from iteration `hsic_start` on (a warm-up: E first learns what the MI terms give it); `d_refresh_every` > 0:
+    every that many iterations D is re-initialised and
     trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
     on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
     channels; tests plant a dependence with a small one)."""
@@ -389,14 +391,15 @@ class ExclusiveTrainer(Trainer):
         lambda_hsic: float = 0.0,
         hsic_kernel: str = "joint",
         hsic_with: str = "shared",
+        hsic_start: int = 0,
         online_earlier: bool = False,
         encoder: nn.Module | None = None,
     ):
-        if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0:
+        if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0 or hsic_start < 0:
             raise ValueError(
                 f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
-                f"lambda_hsic >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
-                f"{lambda_hsic}"
+                f"lambda_hsic >= 0, hsic_start >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
+                f"{lambda_hsic}, {hsic_start}"
             )
         seeds = _stage_seeds(seed, 1)
         self.terms = (
@@ -429,6 +432,7 @@ class ExclusiveTrainer(Trainer):
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.seed, self.d_steps, self.lr_d = seed, d_steps, lr_d if lr_d > 0 else lr
         self.d_refresh_every, self.d_refresh_steps = d_refresh_every, d_refresh_steps
+        self.hsic_start = hsic_start
         self.refresh_loss: torch.Tensor | None = None  # the last refreshed D's loss on its codes, per view
         d_params = set(self.model.discriminator.parameters())
         self.optimizers = {
@@ -499,6 +503,8 @@ class ExclusiveTrainer(Trainer):
     # -- a discriminator the encoder cannot beat by moving ---------------------------------------
 
     def _before_step(self, train, batch_size):
+        # From the iteration alone, as the refresh below: a resumed run switches on where the unbroken one did.
+        self.model.hsic_on = self.iteration >= self.hsic_start
         if self.d_refresh_every and self.iteration and self.iteration % self.d_refresh_every == 0:
             self.refresh_discriminator(train, batch_size)
 

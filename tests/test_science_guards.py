@@ -342,3 +342,31 @@ def test_compile_true_on_a_cpu_stops_a_training_stage_with_one_line_and_no_model
     code, out = run_stage(*args)
     assert code == 1 and "compile=true is for CUDA devices" in out and "set compile to false" in out
     assert "Traceback" not in out and not (tmp_path / f"{stage.removeprefix('train-')}.pt").exists()
+
+
+@pytest.mark.parametrize("make", [_shared, _exclusive], ids=["shared", "exclusive"])
+def test_a_snapshot_is_the_encoder_as_it_was_not_as_training_left_it(make, tiny_pairs):
+    """Catches snapshots that share storage with the live weights: on a CPU `.cpu()` and `.contiguous()` hand
+    back the tensor itself, and every weight but the channels_last convolutions then followed the optimizer
+    to the end of the run, so each learning-curve point was read off a mix of that iteration and the last."""
+
+    def fit(trainer, iters):
+        trainer.fit(
+            tiny_pairs(),
+            iters=iters,
+            batch_size=PAIRS,
+            log_every=iters,
+            checkpoint_every=iters,
+            log=lambda i, m: None,
+            save=lambda s: None,
+            snapshot_every=3,
+        )
+        return trainer
+
+    longer, shorter = fit(make(alpha=0.5, beta=1.0, lr=1e-2), 9), fit(make(alpha=0.5, beta=1.0, lr=1e-2), 3)
+    snapshot, then = longer.snapshots[3], shorter.model.encoder.state_dict()
+    assert snapshot.keys() == then.keys()
+    for k, v in then.items():
+        assert torch.equal(snapshot[k], v), k  # the weights after 3 iterations, whatever came after
+    moved = [k for k, v in longer.model.encoder.state_dict().items() if not torch.equal(v, then[k])]
+    assert len(moved) > len(then) // 2  # and training did move them since

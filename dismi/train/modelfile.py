@@ -36,7 +36,13 @@ def _atomic_save(obj: Any, path: str | Path) -> None:
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    """A copy of the module's weights on the CPU. A copy even there: `.cpu()` and `.contiguous()` return the
+    tensor itself when it already is, and a snapshot sharing storage with the live weights would follow the
+    optimizer's in-place updates to the end of the run."""
+    return {
+        k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        for k, v in module.state_dict().items()
+    }
 
 
 def save_model(

@@ -367,10 +367,12 @@ class TrainExclusive(_Training):
     hsic_with: str = knob(
         "hsic_with",
         "shared",
-        "'shared' or 'switched'",
-        "what lambda_hsic holds E independent of: shared (S of the same image) or switched (S of the pair's "
-        "other image: X's shared factors without X's hues, as eq. 5 pairs C(X) with S_Y; a departure)",
-        check=_one_of("shared", "switched"),
+        "'shared', 'switched' or 'pair'",
+        "what lambda_hsic holds E independent of: shared (S of the same image), switched (S of the pair's "
+        "other image: X's shared factors without X's hues, as eq. 5 pairs C(X) with S_Y; a departure) or "
+        "pair (E of the pair's other image: a pair shares only the shared factors, so the hues are spared; "
+        "a departure)",
+        check=_one_of("shared", "switched", "pair"),
     )
     hsic_start: int = knob(
         "hsic_start",

@@ -172,5 +172,6 @@ def as_it_comes(z: torch.Tensor) -> torch.Tensor:
 
 # What lambda_hsic's kernel sees of E (hsic_kernel): the code as it comes, or whitened
 HSIC_KERNELS = {"joint": as_it_comes, "whitened": whitened}
-# What E is held independent of (hsic_with): S of the same image, or S of the pair's other image
-HSIC_WITH = ("shared", "switched")
+# What E is held independent of (hsic_with): S of the same image, S of the pair's other image, or E of the
+# pair's other image (the pair shares only the shared factors, so that dependence is theirs alone)
+HSIC_WITH = ("shared", "switched", "pair")

@@ -108,7 +108,10 @@ class ExclusiveModel(nn.Module):
     "joint") or on E whitened over the batch ("whitened": losses.whitened_hsic). `hsic_with` "switched"
     measures E_X against S_Y (and E_Y against S_X), as eq. 5 pairs C(X) with S_Y: the pair's shared
     factors are equal and its hues drawn independently, so S_Y carries X's shared factors but none of the
-    hues of X that S may hold. `hsic_on` False leaves the term out of the objective but still measured
+    hues of X that S may hold. `hsic_with` "pair" measures E_X against E_Y, both through the kernel: the
+    pair's shared factors are equal and its hues independent, so E_X and E_Y depend on each other only
+    through the shared factors E holds; the term spares the hues by construction and never reads S, whose
+    own leftover hues do not matter. `hsic_on` False leaves the term out of the objective but still measured
     (the trainer's warm-up, `hsic_start`).
     """
 
@@ -165,9 +168,13 @@ class ExclusiveModel(nn.Module):
 
     def dependence(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """The lambda_hsic term: normalised HSIC of E with S per view (X and Y summed), S of the same image
-        or (`hsic_with` "switched") of the pair's other one; the kernel sees E as `hsic_kernel` says."""
+        or (`hsic_with` "switched") of the pair's other one; the kernel sees E as `hsic_kernel` says.
+        "pair": of E_X with E_Y, counted once per view like the others (HSIC is symmetric: twice the one)."""
+        see = self.kernel_input
+        if self.hsic_with == "pair":
+            return losses.views_sum(lambda a, b: losses.normalised_hsic(see(a), see(b)), losses.partner(e, True), e)
         s = losses.partner(s, self.hsic_with == "switched")
-        return losses.views_sum(lambda s_, e_: losses.normalised_hsic(s_, self.kernel_input(e_)), s, e)
+        return losses.views_sum(lambda s_, e_: losses.normalised_hsic(s_, see(e_)), s, e)
 
     def forward(
         self,

@@ -77,11 +77,13 @@ class Planted(nn.Module):
         return self.dense(u), u.repeat(1, 2)[:, :, None, None].expand(-1, -1, 5, 5)  # (B, 2), (B, 8, 5, 5)
 
 
-def planted_trainer(**options) -> ExclusiveTrainer:
-    """S = a; E = (a + n1 / 4, b + n2 / 2): E starts holding the shared factor."""
+def planted_trainer(
+    shared: tuple = ((1.0, 0, 0, 0),), encoder: tuple = ((1.0, 0, 0.25, 0), (0, 1.0, 0, 0.5)), **options
+) -> ExclusiveTrainer:
+    """By default S = a; E = (a + n1 / 4, b + n2 / 2): E starts holding the shared factor."""
     args = dict(width=1, dim=2, alpha=0.5, beta=1.0, lambda_adv=0.0, lr=LR, seed=0, device=CPU) | options
     return ExclusiveTrainer(
-        shared=Planted([[1.0, 0, 0, 0]]), encoder=Planted([[1.0, 0, 0.25, 0], [0, 1.0, 0, 0.5]]), **args
+        shared=Planted([list(r) for r in shared]), encoder=Planted([list(r) for r in encoder]), **args
     )
 
 
@@ -210,10 +212,9 @@ def test_the_pair_term_spares_a_factor_e_owns_even_when_s_leaked_it(planted, ker
     # factor b itself and E holds b and noise only: the S-based term reads them as dependent, the pair's
     # two E (independent b of X and of Y) are not, and the pair term never looks at S.
     def term(hsic_with: str) -> float:
-        trainer = ExclusiveTrainer(
-            shared=Planted([[0, 1.0, 0, 0]]),
-            encoder=Planted([[0, 1.0, 0, 0], [0, 0, 0, 1.0]]),
-            **dict(width=1, dim=2, alpha=0.5, beta=1.0, lambda_adv=0.0, lr=LR, seed=0, device=CPU),
+        trainer = planted_trainer(
+            shared=((0, 1.0, 0, 0),),  # S = b
+            encoder=((0, 1.0, 0, 0), (0, 0, 0, 1.0)),  # E = (b, n2)
             lambda_hsic=1.0,
             hsic_kernel=kernel,
             hsic_with=hsic_with,

@@ -383,6 +383,16 @@ class TrainExclusive(_Training):
         check=_nonneg,
     )
 
+    negatives: str = knob(
+        "negatives_ex",
+        "batch",
+        "'batch' or 'partner'",
+        "whose representation the MI terms (eq. 8) score each feature map with as a negative: batch (another "
+        "image of the batch, the paper) or partner (the pair's other image, which shares scale, shape and "
+        "orientation, so only what tells a pair apart is worth holding in E; a departure)",
+        check=_one_of("batch", "partner"),
+    )
+
 
 @dataclass(frozen=True)
 class Evaluate(_Seeded):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dismi.model import losses
+from dismi.model.networks import GlobalStatistics, LocalStatistics
 from dismi.model.objectives import ExclusiveModel, SharedModel
 
 LN2 = math.log(2)
@@ -41,6 +42,34 @@ def test_other_in_view_points_every_row_at_another_row_of_its_own_half():
         assert (idx != rows).all()
         assert ((idx < 5) == (rows < 5)).all()
         assert sorted(idx.tolist()) == list(range(10))  # a permutation: every code used once
+
+
+def test_partner_rows_point_every_row_at_its_pair_partner():
+    assert losses.partner_rows(3, torch.device("cpu")).tolist() == [3, 4, 5, 0, 1, 2]
+
+
+@pytest.mark.parametrize("net", [GlobalStatistics, LocalStatistics])
+def test_with_partner_negatives_a_code_of_only_what_the_pair_shares_scores_no_information(net):
+    # The mistake: negatives that are not the pair's other image, so that holding the shared factors in E
+    # pays. A code equal across each pair makes every marginal sample a copy of its joint one, and
+    # -softplus(-T) - softplus(T) <= -2 ln 2 for any T: no statistics network can score it above that.
+    torch.manual_seed(0)
+    n_pairs, channels, dim = 8, 6, 5
+    stats = net(channels, dim, width=4)
+    fmap = torch.randn(2 * n_pairs, channels, 5, 5)
+    shared_only = torch.randn(n_pairs, dim).repeat(2, 1)  # X rows, then the same codes for their Y partners
+    partner = losses.partner_rows(n_pairs, torch.device("cpu"))
+    assert losses.statistics_mi(stats, fmap, shared_only, partner).item() <= -4 * math.log(2) + 1e-6
+    # the bound is the pairing's, not the network's: with negatives from other pairs the same code scores
+    # above it once the network has learnt to (a few steps of ascent on the estimate)
+    batch = losses.other_in_view(n_pairs, torch.Generator().manual_seed(1), torch.device("cpu"))
+    opt = torch.optim.Adam(stats.parameters(), lr=1e-2)
+    for _ in range(50):
+        opt.zero_grad()
+        (-losses.statistics_mi(stats, fmap, shared_only, batch)).backward()
+        opt.step()
+    assert losses.statistics_mi(stats, fmap, shared_only, batch).item() > -4 * math.log(2) + 0.5
+    assert losses.statistics_mi(stats, fmap, shared_only, partner).item() <= -4 * math.log(2) + 1e-6
 
 
 def test_l1_distance_is_mean_absolute_difference():

@@ -45,6 +45,23 @@ def other_in_view(n_pairs: int, generator: torch.Generator, device: torch.device
     return torch.cat([rows, rows + n_pairs])
 
 
+def partner_rows(n_pairs: int, device: torch.device) -> torch.Tensor:
+    """(2B,) row index pointing every X row at its Y partner and every Y row at its X partner.
+
+    As the negatives of the exclusive stage's MI terms (`negatives_ex` "partner"), each feature map is scored
+    against the representation of the image it shares scale, shape and orientation with: the statistics
+    network then gains nothing from what a code holds of those factors, only from what tells the two images
+    of a pair apart (their hues), so the terms estimate MI conditional on the shared factors.
+    """
+    rows = torch.arange(n_pairs, device=device)
+    return torch.cat([rows + n_pairs, rows])
+
+
+# Whose representation the exclusive stage's MI terms score each feature map with as a negative
+# (negatives_ex): another image of the batch (the paper) or the pair's other image
+NEGATIVES = ("batch", "partner")
+
+
 def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     """Global or local MI term (eq. 3-4), X and Y summed: each image's feature map scored with `rep`
     (joint) and with rep[negatives] (marginal). `net` is a statistics network (embed, score); the

@@ -361,7 +361,9 @@ class ExclusiveTrainer(Trainer):
     the paper's at its default: `d_steps` D updates per encoder update, each on a fresh shuffle of the same
     batch's codes; `lr_d` D's own learning rate (0: lr, the paper's single one); `adv_loss` and
     `lambda_hsic`, `hsic_kernel` and `hsic_with` (ExclusiveModel), the lambda_hsic term entering the objective
-    from iteration `hsic_start` on (a warm-up: E first learns what the MI terms give it); `d_refresh_every` > 0:
+    from iteration `hsic_start` on (a warm-up: E first learns what the MI terms give it); `negatives` "partner":
+    the MI terms score each feature map against its pair partner's representation instead of another batch
+    image's (losses.partner_rows: nothing of the shared factors is worth holding in E); `d_refresh_every` > 0:
     every that many iterations D is re-initialised and
     trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
     on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
@@ -392,9 +394,12 @@ class ExclusiveTrainer(Trainer):
         hsic_kernel: str = "joint",
         hsic_with: str = "shared",
         hsic_start: int = 0,
+        negatives: str = "batch",
         online_earlier: bool = False,
         encoder: nn.Module | None = None,
     ):
+        if negatives not in losses.NEGATIVES:
+            raise ValueError(f"negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
         if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0 or hsic_start < 0:
             raise ValueError(
                 f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
@@ -432,7 +437,7 @@ class ExclusiveTrainer(Trainer):
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.seed, self.d_steps, self.lr_d = seed, d_steps, lr_d if lr_d > 0 else lr
         self.d_refresh_every, self.d_refresh_steps = d_refresh_every, d_refresh_steps
-        self.hsic_start = hsic_start
+        self.hsic_start, self.negatives = hsic_start, negatives
         self.refresh_loss: torch.Tensor | None = None  # the last refreshed D's loss on its codes, per view
         d_params = set(self.model.discriminator.parameters())
         self.optimizers = {
@@ -476,6 +481,8 @@ class ExclusiveTrainer(Trainer):
         x = to_input(images)  # (2B, 3, 64, 64)
         n_pairs = len(images) // 2
         negatives = losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        if self.negatives == "partner":  # drawn all the same: D's shuffles stay those of the paper's run
+            negatives = losses.partner_rows(n_pairs, self.device)
         shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
         with self.autocast():
             if s is None:

@@ -53,8 +53,7 @@ def partner_rows(n_pairs: int, device: torch.device) -> torch.Tensor:
     network then gains nothing from what a code holds of those factors, only from what tells the two images
     of a pair apart (their hues), so the terms estimate MI conditional on the shared factors.
     """
-    rows = torch.arange(n_pairs, device=device)
-    return torch.cat([rows + n_pairs, rows])
+    return partner(torch.arange(2 * n_pairs, device=device), switched=True)
 
 
 # Whose representation the exclusive stage's MI terms score each feature map with as a negative

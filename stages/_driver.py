@@ -161,6 +161,7 @@ def train(
     fp = fingerprint(trainer, cfg, data_sha256=data_sha256, module=module, **provenance)
     checkpoint = checkpoint_path(checkpoint_dir(checkpoints), trainer.representation, fp)
     state = modelfile.load_checkpoint(checkpoint, fp)
+    earlier_threads = state.get("threads") if state is not None else None  # the counts before the checkpoint
     if state is not None:
         trainer.load_state_dict(state)
         _restore_live(live, state.get("live", {}))
@@ -170,9 +171,14 @@ def train(
     logger = Live(dir=str(live), dvcyaml=None, save_dvc_exp=False, resume=state is not None)
     clock = [time.perf_counter(), trainer.iteration]
 
+    def thread_counts() -> devices.ThreadRecord:
+        return devices.thread_record().after(earlier_threads)
+
     def log(iteration: int, metrics: dict[str, float]) -> None:
         logger.step = iteration  # the rows' step is the iteration; next_step() then signals it
-        for name, value in metrics.items():
+        # the thread counts so far: whether this draw summed as a run alone does (devices.ThreadRecord)
+        counts = {f"threads/{k}": v for k, v in thread_counts().as_dict().items()}
+        for name, value in (metrics | counts).items():
             logger.log_metric(name, value)
         logger.next_step()  # summary, and the step-completed signal VS Code and Studio follow
         now = time.perf_counter()
@@ -187,7 +193,7 @@ def train(
         )
 
     def save(s: dict) -> None:
-        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
+        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live), "threads": thread_counts().as_dict()}, fp)
 
     def heartbeat(iteration: int) -> None:  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
         done = iteration - clock[1]
@@ -210,7 +216,8 @@ def train(
         iteration=trainer.iteration,
         snapshots=trainer.snapshots,
         device=trainer.device,
+        threads=thread_counts().as_dict(),
         **provenance,
     )
     checkpoint.unlink(missing_ok=True)  # the model file (and DVC's cache of it) is the result now
-    typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations")
+    typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations; {thread_counts().describe()}")

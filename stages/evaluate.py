@@ -223,5 +223,6 @@ def main(
             f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
             f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
             f"(calibration {dep['separable']['calibration_loss']:.3f}); "
-            f"wrote {metrics}, {table}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}"
+            f"wrote {metrics}, {table}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}, "
+            f"{devices.thread_record().describe()}"
         )

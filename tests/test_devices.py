@@ -1,6 +1,7 @@
 """One device per concurrent run (dismi.util.devices): GPU claims on a faked GPU count, from threads and from
 processes, and each CPU run's share of the cores."""
 
+import json
 import os
 import subprocess
 import sys
@@ -175,6 +176,55 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
         assert devices.live_claims() == 1  # its own claim ended with it
     finally:
         other_run.release()
+        torch.set_num_threads(before)
+
+
+def test_a_run_records_the_thread_counts_it_summed_with(gpus, locks, monkeypatch):
+    """The mistake: a draw whose threads changed mid-run (so its sums ran in another order) that reads like
+    a run alone; the record says which it was."""
+    gpus(0)
+    monkeypatch.setattr(devices, "cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        with devices.claim("cpu") as claim:
+            assert claim.use() == 8 and devices.thread_record().as_dict() == {"fewest": 8, "most": 8, "changes": 0}
+            assert devices.share_cores() == 8 and devices.thread_record().changes == 0  # no change, no count
+            assert devices.thread_record().describe() == "8 CPU thread(s) throughout"
+            with devices.claim("cpu"):  # another run starts: half the cores, then they come back
+                assert devices.share_cores() == 4
+            assert devices.share_cores() == 8
+            assert devices.thread_record().as_dict() == {"fewest": 4, "most": 8, "changes": 2}
+            assert "4-8 CPU threads, changed 2 time(s)" in devices.thread_record().describe()
+        with devices.claim("cpu") as claim:  # a new run starts a new record
+            claim.use()
+            assert devices.thread_record().as_dict() == {"fewest": 8, "most": 8, "changes": 0}
+            # resumed from a checkpoint whose run had changed threads: the whole run's record
+            resumed = devices.thread_record().after({"fewest": 2, "most": 8, "changes": 3})
+            assert resumed.as_dict() == {"fewest": 2, "most": 8, "changes": 3}
+            assert devices.thread_record().after(None).as_dict() == {"fewest": 8, "most": 8, "changes": 0}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_training_stage_records_a_thread_change_in_its_metrics_and_model_file(
+    gpus, locks, monkeypatch, tmp_path, pairs_file, params_file, training_args
+):
+    gpus(0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    shares = iter([2, 2, 2])  # the claim, then the logs of iterations 1 and 2; a core taken from then on
+    monkeypatch.setattr(devices, "thread_share", lambda directory=None, busy=0: next(shares, 1))
+    monkeypatch.setattr(devices, "tick", lambda: None)  # this machine's own load decides nothing here
+    before = torch.get_num_threads()
+    try:
+        params = params_file(tmp_path, iters_sh=4, log_every=1)
+        result = CliRunner().invoke(app, training_args(tmp_path, "train-shared", pairs_file, params))
+        assert result.exit_code == 0, result.output
+        assert "1-2 CPU threads, changed 1 time(s)" in result.output
+        record = {"fewest": 1, "most": 2, "changes": 1}
+        assert torch.load(tmp_path / "shared.pt", weights_only=True)["threads"] == record
+        assert json.loads((tmp_path / "live_shared" / "metrics.json").read_text())["threads"] == record
+    finally:
         torch.set_num_threads(before)
 
 

@@ -74,7 +74,9 @@ class Claim:
             torch.cuda.set_device(self.device)
         else:
             _watch[0] = CoreWatch()
-        return share_cores()
+        n = share_cores()
+        _record[0] = ThreadRecord(n, n)
+        return n
 
     def release(self) -> None:
         _watch[0] = None
@@ -204,7 +206,57 @@ def share_cores(directory: Path | None = None) -> int:
     n = thread_share(directory, watch.busy if watch is not None else 0)
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
+        if _record[0] is not None:
+            _record[0].changed_to(n)
     return n
+
+
+# --------------------------------------------------------------------------- what a run's sums depended on
+#
+# A CPU run that changes its threads sums in another order from then on, so the counts it ran at are part of
+# what made its figures: two draws of one seed on one machine can match bit for bit only when each ran at
+# one count throughout, the same count (README, "What reproduces bit for bit").
+
+
+@dataclass
+class ThreadRecord:
+    """The torch thread counts of a claimed run: the fewest, the most, and how often share_cores changed it."""
+
+    fewest: int
+    most: int
+    changes: int = 0
+
+    def changed_to(self, n: int) -> None:
+        self.fewest, self.most, self.changes = min(self.fewest, n), max(self.most, n), self.changes + 1
+
+    def after(self, earlier: dict | None) -> ThreadRecord:
+        """This run's record following `earlier` (as_dict of the record a resumed checkpoint carries)."""
+        if not earlier:
+            return self
+        return ThreadRecord(
+            min(self.fewest, earlier["fewest"]), max(self.most, earlier["most"]), self.changes + earlier["changes"]
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {"fewest": self.fewest, "most": self.most, "changes": self.changes}
+
+    def describe(self) -> str:
+        if self.changes == 0 and self.fewest == self.most:
+            return f"{self.most} CPU thread(s) throughout"
+        return (
+            f"{self.fewest}-{self.most} CPU threads, changed {self.changes} time(s): other processes took "
+            "cores, so its sums ran in another order than a run alone"
+        )
+
+
+_record: list[ThreadRecord | None] = [None]  # the last claimed run's; set by Claim.use()
+
+
+def thread_record() -> ThreadRecord:
+    """The thread counts of the run that claimed a device last in this process (Claim.use())."""
+    if _record[0] is None:
+        raise DismiError("no run has claimed a device in this process: call devices.claim(...).use() first")
+    return _record[0]
 
 
 # --------------------------------------------------------------------------- other processes' load

@@ -27,6 +27,7 @@ from dismi.util.errors import DismiError
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
 CRITIC_FIGURES = ("loss", "calibration_loss")  # of each fresh critic (dismi.eval.dependence), when measured
 CHANCE_D_LOSS = 4 * np.log(2)  # the training D's loss at chance: 2 ln 2 on each of its two views
+THREAD_STAGES = ("shared", "exclusive")  # stages that record their CPU threads: training/threads/<stage>/<count>
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Summary:
     params: dict  # the params every run of the group shares
     mean: dict[str, float]  # "paper/shared/scale" -> mean over runs (fractions)
     std: dict[str, float]  # sample standard deviation (0 for a single run: no spread; tables print no ±)
+    threads_changed: tuple[str, ...] = ()  # runs whose training changed its CPU threads: contended draws
+    threads_unrecorded: tuple[str, ...] = ()  # runs made before the thread record, or saved without it
 
     @property
     def n(self) -> int:
@@ -106,6 +109,19 @@ def run_figures(run: Run) -> dict[str, float] | None:
     if out is None:
         return None
     return out | curve_figures(run.curves, run.metrics) | {f"training/{k}": float(v) for k, v in run.training.items()}
+
+
+def threads_changed(run: Run) -> bool | None:
+    """Whether a training stage of the run summed with more than one thread count (ThreadRecord: a CPU run
+    that shared its cores sums in another order, so it is another draw than the same run alone); None
+    where the run has no record."""
+    records = [
+        {k: run.training.get(f"threads/{stage}/{k}") for k in ("fewest", "most", "changes")} for stage in THREAD_STAGES
+    ]
+    records = [r for r in records if None not in r.values()]
+    if not records:
+        return None
+    return any(r["changes"] > 0 or r["fewest"] != r["most"] for r in records)
 
 
 def check_seed(run: Run) -> None:
@@ -180,6 +196,8 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
                 shared,
                 {k: float(v.mean()) for k, v in values.items()},
                 {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+                tuple(r.name for r, _ in members if threads_changed(r)),
+                tuple(r.name for r, _ in members if threads_changed(r) is None),
             )
         )
     return out
@@ -248,7 +266,20 @@ def summary_table(s: Summary) -> str:
             f"({CHANCE_D_LOSS:.3f} = 4 ln 2 at chance). The encoder plays against this D, so its loss at chance "
             "says the encoder beat it, not that S and E are independent: the fresh critics above measure that.\n"
         )
-    return out + curve_tables(s)
+    return out + threads_line(s) + curve_tables(s)
+
+
+def threads_line(s: Summary) -> str:
+    """A sentence on the runs' thread records: which runs were contended draws, which have no record."""
+    recorded = s.n - len(s.threads_unrecorded)
+    if recorded == 0:
+        return ""
+    line = f"\nCPU threads: {recorded - len(s.threads_changed)} of {recorded} recorded run(s) summed with one thread count throughout"
+    if s.threads_changed:
+        line += f"; changed in {', '.join(s.threads_changed)} (shared cores: another draw than the run alone)"
+    if s.threads_unrecorded:
+        line += f"; not recorded in {', '.join(s.threads_unrecorded)} (made before the record)"
+    return line + ".\n"
 
 
 def _iterations(s: Summary, prefix: str) -> list[int]:

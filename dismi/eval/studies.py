@@ -121,7 +121,7 @@ def threads_changed(run: Run) -> bool | None:
     records = [r for r in records if None not in r.values()]
     if not records:
         return None
-    return any(r["changes"] > 0 or r["fewest"] != r["most"] for r in records)
+    return any(r["changes"] > 0 or r["fewest"] != r["most"] for r in records)  # ThreadRecord.describe's "throughout"
 
 
 def check_seed(run: Run) -> None:
@@ -183,6 +183,7 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
         if name in groups:  # a params group named as another group: tell them apart by a run's name
             name = f"{name} ({members[0][0].name})"
         groups[name] = members
+    changed = {run.name: threads_changed(run) for members in groups.values() for run, _ in members}
     out = []
     for group, members in groups.items():
         # older rows lack the critics, rows saved without their curves lack those
@@ -196,8 +197,8 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
                 shared,
                 {k: float(v.mean()) for k, v in values.items()},
                 {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
-                tuple(r.name for r, _ in members if threads_changed(r)),
-                tuple(r.name for r, _ in members if threads_changed(r) is None),
+                tuple(r.name for r, _ in members if changed[r.name]),
+                tuple(r.name for r, _ in members if changed[r.name] is None),
             )
         )
     return out

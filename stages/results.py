@@ -1,9 +1,9 @@
 """Not a stage: tables and figures over the DVC experiments of every commit, grouped by name
 (`<group>-seed<k>`) or, for any other name (a sweep's generated ones), by their params but the seed
 (dismi.eval.studies): mean ± std over seeds, per encoder snapshot (each run's curves.json, read from its
-experiment commit) and beside the training discriminator's last loss, paper Fig. 5 (lambda_adv) and the
-ablation table (paper Tables 6-7). `--save-rows` keeps the rows it read, curves included, so that the
-tables can be remade without the experiments (`--json`)."""
+experiment commit) and beside the training discriminator's last loss, paper Fig. 5 (lambda_adv: figures
+and a table) and the ablation table (paper Tables 6-7). `--save-rows` keeps the rows it read, curves
+included, so that the tables can be remade without the experiments (`--json`)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,11 @@ def main(
         "of several clones (default: ask DVC here)",
     ),
     save_rows: Path = typer.Option(None, help="also save the rows read, each run's curves included, as JSON"),
+    lambda_prefix: str = typer.Option(
+        "lambda",
+        help="groups named <prefix>... (one lambda_adv each) and the baseline make paper Fig. 5: "
+        "lambda_adv_{paper,wide}.png and lambda_adv.md",
+    ),
 ) -> None:
     if json_files:
         rows = []
@@ -171,8 +176,10 @@ def main(
         b = by_name[baseline]
         plotting.save_figure(plotting.accuracy_over_seeds(b.mean, b.std, b.n, baseline), out / "accuracy_seeds.png")
         wrote.append("accuracy_seeds.png")
-    curve = studies.lambda_curve(summaries, baseline=baseline)
+    curve = studies.lambda_curve(summaries, prefix=lambda_prefix, baseline=baseline)
     if curve:
+        write_text_atomic(out / "lambda_adv.md", studies.lambda_table(curve))
+        wrote.append("lambda_adv.md")
         lambdas = np.array([float(s.params["lambda_adv"]) for s in curve])
         for probe in PROBES:
             mean = {f: np.array([s.mean[f"{probe}/exclusive/{f}"] for s in curve]) for f in FACTORS}

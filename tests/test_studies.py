@@ -159,6 +159,44 @@ def test_results_cli_writes_tables_and_figures(tmp_path):
     assert "| scale | 40.0 ± 20.0 |" in (tmp_path / "res" / "results.md").read_text()
     for png in ("accuracy_seeds.png", "lambda_adv_paper.png", "lambda_adv_wide.png"):
         assert (tmp_path / "res" / png).stat().st_size > 1000
+    assert "| 0.05 | lambda-0.05 | 2 | 50.0 ± 0.0 |" in (tmp_path / "res" / "lambda_adv.md").read_text()
+
+
+def test_fig5_of_a_study_named_otherwise_is_drawn_from_its_prefix(tmp_path):
+    # a study of lambda_adv at another profile names its groups after that profile, not `lambda-`
+    rows = [_row(f"dim16-seed{k}", k, 0.2, lambda_adv=0.01) for k in range(2)]
+    rows += [_row(f"dim16-adv1-seed{k}", k, 0.3, lambda_adv=1.0) for k in range(2)]
+    rows += [_row("other-seed0", 0, 0.9, lambda_adv=0.5)]  # neither the prefix nor the baseline: not a point
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    args = ["results", "--out", str(tmp_path / "res"), "--json", str(tmp_path / "rows.json"), "--baseline", "dim16"]
+    r = CliRunner().invoke(app, [*args, "--lambda-prefix", "dim16-adv"])
+    assert r.exit_code == 0, r.output
+    table = (tmp_path / "res" / "lambda_adv.md").read_text()
+    points = [line.split(" | ")[:2] for line in table.splitlines() if line[2:3].isdigit()]
+    assert points == [["| 0.01", "dim16"], ["| 1", "dim16-adv1"]]
+    assert (tmp_path / "res" / "lambda_adv_paper.png").stat().st_size > 1000
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "none")])  # the default prefix finds no group
+    assert r.exit_code == 0 and not (tmp_path / "none" / "lambda_adv.md").exists()
+
+
+def test_lambda_table_shows_E_per_factor_the_distances_and_the_critics_per_lambda():
+    def run(name, value, lam, critic):
+        metrics = _metrics(value) | {"dependence": {"paper": {"loss": critic, "calibration_loss": 1.386}}}
+        return studies.Run(
+            name, {"seed": int(name[-1]), "lambda_adv": lam}, metrics, training={"adv_discriminator": 2.5}
+        )
+
+    runs = [run("lambda-1-seed0", 0.2, 1.0, 1.2), run("lambda-1-seed1", 0.4, 1.0, 1.0), run("p-seed0", 0.5, 0.01, 0.8)]
+    table = studies.lambda_table(studies.lambda_curve(studies.summarise(runs), baseline="p"))
+    head, _, first, second = table.split("\n\n")[1].splitlines()
+    assert head.split(" | ")[3:4] == ["E floor_hue"] and "paper critic loss" in head and "training D loss" in head
+    # rows in lambda order; each figure mean ± std over the group's runs, a single run's alone
+    assert first.startswith("| 0.01 | p | 1 | 50.0 | 50.0 |") and "| 3.000 | 3.000 | 0.800 | 2.50 |" in first
+    assert second.startswith("| 1 | lambda-1 | 2 | 30.0 ± 14.1 |") and "| 1.100 ± 0.141 | 2.50 ± 0.00 |" in second
+    # a critic that one group did not measure is left out rather than shown as missing
+    runs.append(studies.Run("lambda-0-seed0", {"seed": 0, "lambda_adv": 0.0}, _metrics(0.1)))
+    table = studies.lambda_table(studies.lambda_curve(studies.summarise(runs), baseline="p"))
+    assert "critic" not in table.split("\n\n")[1] and "training D loss" not in table.split("\n\n")[1]
 
 
 def test_results_without_usable_runs_fails_clearly(tmp_path):

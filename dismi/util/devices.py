@@ -240,8 +240,13 @@ class ThreadRecord:
     def as_dict(self) -> dict[str, int]:
         return {"fewest": self.fewest, "most": self.most, "changes": self.changes}
 
+    @property
+    def throughout(self) -> bool:
+        """One thread count from start to end: the run summed as a run alone does."""
+        return self.changes == 0 and self.fewest == self.most
+
     def describe(self) -> str:
-        if self.changes == 0 and self.fewest == self.most:
+        if self.throughout:
             return f"{self.most} CPU thread(s) throughout"
         return (
             f"{self.fewest}-{self.most} CPU threads, changed {self.changes} time(s): other processes took "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dismi.data.factors import FACTORS
+from dismi.data.factors import FACTORS, SHARED_FACTORS, SIZES, chance_level
 from dismi.data.results import HELD_OUT_FIGURES, PROBES, REPRESENTATIONS, SYMBOL, Results
 from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
 from dismi.eval.tables import markdown
@@ -367,9 +367,12 @@ def lambda_table(curve: Sequence[Summary]) -> str:
         ]
         for s in curve
     ]
+    chance = ", ".join(
+        f"{f} {100 * chance_level(n):.1f}" for f, n in zip(FACTORS, SIZES) if f in SHARED_FACTORS
+    )  # E's ideal on the factors a pair shares
     return (
         f"Paper Fig. 5: E's held-out accuracy (%) by the {PROBES['paper'].label}, mean ± std over a group's runs "
-        "(a single run's value alone); ideal: chance on scale, shape and orientation (12.5, 25, 6.7), 100 on the "
+        f"(a single run's value alone); ideal: chance on the shared factors ({chance}), 100 on the "
         "hues. Critics: 2 ln 2 = 1.386 when S and E are independent; the training D: "
         f"{CHANCE_D_LOSS:.3f} = 4 ln 2 at chance.\n\n" + markdown(head, rows, numeric_from=3) + "\n"
     )

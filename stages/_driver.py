@@ -93,7 +93,9 @@ def start(
     allocator.keep_freed_memory()  # a step's large tensors reuse freed memory instead of faulting it in again
     with devices.claim(cfg.device) as claim:
         threads = claim.use()
-        typer.echo(f"device {claim.device} ({devices.describe(claim.device)}), {threads} CPU thread(s)")
+        typer.echo(
+            f"device {claim.device} ({devices.describe(claim.device)}), {threads} CPU thread(s) for the whole run"
+        )
         yield cfg, claim.device, load_pairs(pairs), file_sha256(pairs)
 
 
@@ -127,6 +129,8 @@ def fingerprint(
         "data_sha256": data_sha256,
         **provenance,
         "device": trainer.device.type,
+        # another CPU thread count sums in another order: resuming under it would mix two runs
+        "threads": torch.get_num_threads() if trainer.device.type == "cpu" else None,
         "code_sha256": sources.sha256(code, CODE_ROOT, CODE_PACKAGES),
         # the networks' shapes too, as a cheap check of what the code hash already covers
         "shapes": {k: list(v.shape) for k, v in trainer.model.state_dict().items()},
@@ -161,7 +165,6 @@ def train(
     fp = fingerprint(trainer, cfg, data_sha256=data_sha256, module=module, **provenance)
     checkpoint = checkpoint_path(checkpoint_dir(checkpoints), trainer.representation, fp)
     state = modelfile.load_checkpoint(checkpoint, fp)
-    earlier_threads = state.get("threads") if state is not None else None  # the counts before the checkpoint
     if state is not None:
         trainer.load_state_dict(state)
         _restore_live(live, state.get("live", {}))
@@ -170,21 +173,17 @@ def train(
         typer.echo(f"starting fresh: no checkpoint made with these params, data and code ({checkpoint})")
     logger = Live(dir=str(live), dvcyaml=None, save_dvc_exp=False, resume=state is not None)
     clock = [time.perf_counter(), trainer.iteration]
-
-    def thread_counts() -> devices.ThreadRecord:
-        return devices.thread_record().after(earlier_threads)
+    threads = torch.get_num_threads()  # fixed for the run by its claim (dismi.util.devices)
 
     def log(iteration: int, metrics: dict[str, float]) -> None:
         logger.step = iteration  # the rows' step is the iteration; next_step() then signals it
-        # the thread counts so far: whether this draw summed as a run alone does (devices.ThreadRecord)
-        counts = {f"threads/{k}": v for k, v in thread_counts().as_dict().items()}
-        for name, value in (metrics | counts).items():
+        for name, value in metrics.items():
             logger.log_metric(name, value)
+        logger.log_metric("threads", threads, plot=False)  # a constant: in metrics.json, no curve
         logger.next_step()  # summary, and the step-completed signal VS Code and Studio follow
         now = time.perf_counter()
         rate = (iteration - clock[1]) / (now - clock[0])
         clock[:] = [now, iteration]
-        threads = devices.share_cores()  # follow runs that started or ended since
         left = duration((cfg.iters - iteration) / rate) if rate > 0 else "?"
         typer.echo(
             f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
@@ -193,7 +192,7 @@ def train(
         )
 
     def save(s: dict) -> None:
-        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live), "threads": thread_counts().as_dict()}, fp)
+        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
 
     def heartbeat(iteration: int) -> None:  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
         done = iteration - clock[1]
@@ -216,8 +215,8 @@ def train(
         iteration=trainer.iteration,
         snapshots=trainer.snapshots,
         device=trainer.device,
-        threads=thread_counts().as_dict(),
+        threads=threads,
         **provenance,
     )
     checkpoint.unlink(missing_ok=True)  # the model file (and DVC's cache of it) is the result now
-    typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations; {thread_counts().describe()}")
+    typer.echo(f"{model}: {kind} encoder after {trainer.iteration} iterations, {threads} CPU thread(s)")

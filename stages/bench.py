@@ -10,9 +10,8 @@ step on a fixed batch without the optimizers; their gap is the loop's overhead. 
 on content. Weights and learning rates are the declared defaults of stages/params.py (the report's).
 
 The device is claimed as the stages claim it (dismi.util.devices): on the CPU the run's share of the cores,
-following other processes' load. `--compete N` runs N single-threaded CPU-bound processes (as `yes >
-/dev/null` would) while it measures, to check what a busy machine costs; `--no-follow-load` turns the
-following off, which is how the stages ran before it.
+fixed when it starts. `--compete N` runs N single-threaded CPU-bound processes (as `yes > /dev/null` would)
+while it measures, to check what a busy machine costs.
 """
 
 from __future__ import annotations
@@ -74,9 +73,6 @@ def _measure(
     rows = train.draw(batch, trainer.batch_gen)
     fixed = (train.images[rows], train.classes[rows], trainer.precomputed(train, rows))
     trainer.run(train, batch, warmup)
-    settle = time.perf_counter() + (SETTLE_SECONDS if devices.following_load() else 0)
-    while time.perf_counter() < settle:  # the load watch decides from a window of samples: let it see one
-        trainer.run(train, batch, 1)
     for _ in range(warmup):
         trainer.step(fixed[0], fixed[1], update=False, **fixed[2])
     loop = bare = logging = float("inf")
@@ -89,9 +85,6 @@ def _measure(
             logging, _seconds(lambda: (trainer.mean_terms(), trainer.online_accuracy(test)), 1, trainer.device)
         )
     return loop + logging / log_every, bare
-
-
-SETTLE_SECONDS = 5.0  # more than two CoreWatch windows: its first decision needs two samples
 
 
 @contextmanager
@@ -139,20 +132,16 @@ def main(
     log_every: int = typer.Option(250, min=1, help="Iterations between logs, as the param."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     compile: bool = typer.Option(False, help="Compile the steps, as the compile param does."),
+    fp32: bool = typer.Option(False, help="On CUDA, float32 throughout instead of the stages' bfloat16 autocast."),
     reference: bool = typer.Option(False, help="Also time dismi.model.reference, the plain shared step (CPU)."),
     profile: int = typer.Option(0, min=0, help="Also print torch.profiler's N most expensive ops of each loop."),
     seed: int = typer.Option(0, help="Seed of the random images and the networks."),
     compete: int = typer.Option(0, min=0, help="Single-threaded CPU-bound processes run beside it."),
-    follow_load: bool = typer.Option(
-        True, help="Give other processes' busy threads a core each, as the stages do (dismi.util.devices.CoreWatch)."
-    ),
 ) -> None:
     ref_iters = max(iters, 5)  # its median step is its figure
     refs = [_reference(width, batch, ref_iters)] if reference else []  # first: nothing else runs yet
     with devices.claim(device) as claim, _competitors(compete):
         claim.use()
-        if not follow_load:
-            devices.stop_following_load()
         _bench(
             claim.device,
             width,
@@ -169,6 +158,7 @@ def main(
             reference,
             refs,
             ref_iters,
+            fp32,
         )
 
 
@@ -188,24 +178,27 @@ def _bench(
     reference: bool,
     refs: list[float],
     ref_iters: int,
+    fp32: bool = False,
 ) -> None:
     allocator.keep_freed_memory()  # as the stages do
     data = _random_pairs(max(2 * batch, 64), seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    follow = "following other processes' load" if devices.following_load() else "not following load"
     typer.echo(
-        f"device {dev}{threads} ({follow}); {compete} competing process(es); width {width}, dims {dim}, "
+        f"device {dev}{threads}; {compete} competing process(es); width {width}, dims {dim}, "
         f"batch {batch} pairs; best of {rounds} rounds of {iters} iterations, after {warmup}; "
         f"log every {log_every}{'; compiled' if compile else ''}"
+        f"{'; float32' if fp32 or dev.type != 'cuda' else '; bfloat16 autocast'}"
     )
     sizes = {"width": width, "dim": dim, "seed": seed, "compile": compile}
     shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev)
+    shared.bf16 = not fp32
     rows = []
     for name, trainer in (("shared", shared), ("exclusive", None)):
         if trainer is None:  # built after the shared figures: it freezes the encoder it is given
             trainer = training.ExclusiveTrainer(
                 shared=shared.model.encoder, device=dev, **P.TrainExclusive.defaults(**sizes).trainer_args()
             )
+            trainer.bf16 = not fp32
         rows.append((name, *_measure(trainer, data, batch, iters, warmup, rounds, log_every), torch.get_num_threads()))
         if profile:
             typer.echo(f"{name} loop, {iters} iterations:\n{_profile(trainer, data, batch, iters, profile)}")

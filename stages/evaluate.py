@@ -21,7 +21,6 @@ from dismi.data.pairfile import TEST, TRAIN, PairData, load_pairs
 from dismi.data.results import EARLIER, ONLINE, PROBES, REPRESENTATIONS, Results
 from dismi.eval import dependence
 from dismi.eval.metrics import Codes, EvalSettings, probe_metrics, retrieval_examples, retrieval_metric
-from dismi.eval.tables import evaluation_tables
 from dismi.model.networks import encode
 from dismi.train.modelfile import check_model, load_snapshots
 from dismi.util import devices
@@ -100,11 +99,13 @@ class _Progress:
 
 def _dependence(
     s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings, progress: _Progress
-) -> dict:
-    """Fresh critics of each kind on (final S, E) for every E snapshot and a calibration (E shuffled)."""
+) -> tuple[dict, dict[str, list[float]]]:
+    """Fresh critics of each kind on (final S, E) for every E snapshot and a calibration (E shuffled)
+    -> (the final E's figures, {critic: held-out loss per E snapshot})."""
     pairs = [(s_final.train, e.train, s_final.test, e.test) for _, e in e_codes]
     pairs.append(dependence.calibration(*pairs[-1], seed=settings.seed))
     out: dict = {"chance_loss": dependence.CHANCE_LOSS}
+    per_snapshot: dict[str, list[float]] = {}
     for critic in dependence.CRITICS:
         step = progress.phase(
             f"{critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration", settings.critic_epochs, "epoch"
@@ -119,18 +120,14 @@ def _dependence(
             device=settings.device,
             on_epoch=step,
         )
-        *per_snapshot, calibrated = got
+        *per_snapshot[critic], calibrated = got
         out[critic] = {
-            "loss": per_snapshot[-1],
-            "jsd": dependence.implied_jsd(per_snapshot[-1]),
+            "loss": per_snapshot[critic][-1],
+            "jsd": dependence.implied_jsd(per_snapshot[critic][-1]),
             "calibration_loss": calibrated,
             "calibration_jsd": dependence.implied_jsd(calibrated),
-            "by_iteration": {
-                str(it): {"loss": loss, "jsd": dependence.implied_jsd(loss)}
-                for (it, _), loss in zip(e_codes, per_snapshot)
-            },
         }
-    return out
+    return out, per_snapshot
 
 
 def main(
@@ -140,7 +137,6 @@ def main(
     online_shared: Path = typer.Option(..., help="train-shared's dvclive metrics.json"),
     online_exclusive: Path = typer.Option(..., help="train-exclusive's dvclive metrics.json"),
     metrics: Path = typer.Option(..., help="output: nested JSON of every figure"),
-    table: Path = typer.Option(..., help="output: the accuracy and retrieval tables in Markdown"),
     retrieval: Path = typer.Option(..., help="output: a few retrieval queries and their neighbours"),
     curves: Path = typer.Option(
         ..., help="output: held-out accuracy of every model snapshot, one row per (representation, probe, iteration)"
@@ -148,12 +144,10 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     # A failed run must not leave older results looking current.
-    guard_outputs(
-        [pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, table, retrieval, curves]
-    )
+    guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, retrieval, curves])
     cfg = P.Evaluate.load(params)
     with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
-        claim.use()
+        threads = claim.use()
         device = claim.device
         settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
         logs = (("shared", online_shared), ("exclusive", online_exclusive))
@@ -196,9 +190,20 @@ def main(
             held_out[probe] = probe_metrics(
                 [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
             )
-        # Held-out accuracy against training iterations, from the snapshots the model files carry.
+        dep, critic_curves = _dependence(final["shared"], codes["exclusive"], settings, progress)
+        # Held-out figures against training iterations, from the snapshots the model files carry: a plot file,
+        # so evaluate.json's keys do not depend on the run's length.
+        e_index = {it: k for k, (it, _) in enumerate(codes["exclusive"])}
         rows = [
-            {"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}
+            {
+                "representation": rep,
+                "probe": probe,
+                "iteration": it,
+                **held_out[probe][i],
+                **(
+                    {f"critic_{c}_loss": v[e_index[it]] for c, v in critic_curves.items()} if rep == "exclusive" else {}
+                ),
+            }
             for i, (rep, it, _) in enumerate(every)
             for probe in PROBES
         ]
@@ -207,12 +212,11 @@ def main(
             held_out={probe: {rep: held_out[probe][last[rep]] for rep in REPRESENTATIONS} for probe in PROBES},
             online=online,
             retrieval=retrieved,
-            dependence=_dependence(final["shared"], codes["exclusive"], settings, progress),
+            dependence=dep,
         )
         examples = _examples(data, queries, shown, settings.retrieval_k)
         write_text_atomic(metrics, json.dumps(results.to_json(), indent=2) + "\n")
         write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
-        write_text_atomic(table, evaluation_tables(results, data.n_values()))
         write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
         dep, paper, wide = results.dependence, results.held_out["paper"], results.held_out["wide"]
         typer.echo(
@@ -223,6 +227,6 @@ def main(
             f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
             f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
             f"(calibration {dep['separable']['calibration_loss']:.3f}); "
-            f"wrote {metrics}, {table}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}, "
-            f"{devices.thread_record().describe()}"
+            f"wrote {metrics}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}, "
+            f"{threads} CPU thread(s)"
         )

@@ -420,6 +420,27 @@ class Evaluate(_Seeded):
         "epochs of each fresh critic of the S-E dependence (Table IV D, separable) on train-split codes",
         check=_positive_int,
     )
+    dci_train_images: int = knob(
+        "dci_train_images",
+        10000,
+        "an integer >= 2",
+        "train-split images (a seeded draw) the DCI forests fit on (disentanglement_lib's num_train)",
+        check=lambda v: v >= 2,
+    )
+    dci_trees: int = knob(
+        "dci_trees",
+        30,
+        "an integer >= 1",
+        "trees of each DCI random forest (one per factor and code block)",
+        check=_positive_int,
+    )
+    mig_bins: int = knob(
+        "mig_bins",
+        20,
+        "an integer >= 2",
+        "histogram bins per code dimension for MIG (disentanglement_lib's default)",
+        check=lambda v: v >= 2,
+    )
 
 
 CONFIGS: tuple[type[Config], ...] = (Download, Pairs, TrainShared, TrainExclusive, Evaluate)

@@ -1,4 +1,5 @@
-"""Stage 6: the PNG figures under --out (FIGURES: learning curves, accuracy table, retrieval, losses, held-out curves)."""
+"""Stage 6: the PNG figures under --out (FIGURES: learning curves, accuracy table, retrieval, losses, held-out curves)
+and the Markdown tables of evaluate's figures (--table)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dismi.data.factors import FACTORS
 from dismi.data.pairfile import PairData, load_pairs
 from dismi.data.results import PROBES, REPRESENTATIONS, Results
 from dismi.eval import plotting
+from dismi.eval.tables import evaluation_tables
 from dismi.util.errors import DismiError
-from dismi.util.files import guard_outputs
+from dismi.util.files import guard_outputs, write_text_atomic
 
 FIGURES = (
     "learning_curves",
@@ -75,10 +77,12 @@ def main(
     retrieval: Path = typer.Option(..., help="evaluate's retrieval JSON"),
     curves: Path = typer.Option(..., help="evaluate's held-out accuracy of each model snapshot (JSON rows)"),
     out: Path = typer.Option(..., help="output directory for the PNGs"),
+    table: Path = typer.Option(..., help="output: evaluate's accuracy, retrieval and dependence tables in Markdown"),
 ) -> None:
     # A failed run must not leave older figures looking current.
     guard_outputs(
-        [pairs, live_shared, live_exclusive, metrics, retrieval, curves], [out / f"{name}.png" for name in FIGURES]
+        [pairs, live_shared, live_exclusive, metrics, retrieval, curves],
+        [table, *(out / f"{name}.png" for name in FIGURES)],
     )
     data = load_pairs(pairs)
     n_values = data.n_values()
@@ -104,4 +108,5 @@ def main(
     }
     for name, fig in figures.items():
         plotting.save_figure(fig, out / f"{name}.png")
-    typer.echo(f"wrote {', '.join(f'{name}.png' for name in figures)} to {out}")
+    write_text_atomic(table, evaluation_tables(results, n_values))
+    typer.echo(f"wrote {', '.join(f'{name}.png' for name in figures)} to {out}, and {table}")

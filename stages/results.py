@@ -26,9 +26,6 @@ CURVES_FILE = "metrics/curves.json"
 CURVES_COLUMN = f"{CURVES_FILE}:rows"  # not DVC's: the file's rows, added to an experiment's row by _exp_show
 TRAINING_FILE = "metrics/train_exclusive/metrics.json"
 TRAINING_FIGURES = {"loss.adv_discriminator": "adv_discriminator"}  # column -> name in the study's figures
-# Each training stage's thread record (dismi.util.devices.ThreadRecord): two files log the same names, so
-# exp_show prefixes them with their file and only a prefixed column says which stage it is.
-THREAD_FILES = {f"metrics/train_{stage}/metrics.json": stage for stage in studies.THREAD_STAGES}
 
 
 def _unflatten(flat: dict) -> dict:
@@ -61,8 +58,6 @@ def runs_from_exp_show(rows: list[dict]) -> list[studies.Run]:
                 metrics[column] = value
             if file in ("", TRAINING_FILE) and column in TRAINING_FIGURES and isinstance(value, (int, float)):
                 training[TRAINING_FIGURES[column]] = value
-            if file in THREAD_FILES and column.startswith("threads.") and isinstance(value, (int, float)):
-                training[f"threads/{THREAD_FILES[file]}/{column.removeprefix('threads.')}"] = value
         name = row.get("Experiment")
         if row.get("typ") == "baseline":
             base = params if row.get("rev") != "workspace" else None

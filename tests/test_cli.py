@@ -21,6 +21,13 @@ def test_help_lists_all_six_stages():
         assert name in r.stdout
 
 
+def test_stages_is_run_from_the_repository_and_not_installed_as_a_top_level_package(tmp_path):
+    """The mistake: a site-packages module named `stages`, which shadows or is shadowed by any other."""
+    code = "import importlib.util as u; print(u.find_spec('stages') is None, u.find_spec('dismi') is not None)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.stdout.split() == ["True", "True"], r.stdout + r.stderr
+
+
 def test_dvc_yaml_runs_the_stages_in_order_through_python_m_stages():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(stages) == ["download", "pairs", "train_shared", "train_exclusive", "evaluate", "plot"]
@@ -33,7 +40,7 @@ def test_bad_param_is_one_error_line_and_no_output(tmp_path):
     p["dataset"] = "mnist"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     out = tmp_path / "data" / "shapes3d.h5"
-    r = _run("download", "--out", str(out), "--params", str(tmp_path / "params.yaml"), cwd=tmp_path)
+    r = _run("download", "--out", str(out), "--params", str(tmp_path / "params.yaml"))
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: param dataset='mnist'"), r.stderr

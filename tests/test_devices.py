@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -152,10 +151,27 @@ def test_cpu_runs_share_the_cores(gpus, locks, monkeypatch):
         assert devices.thread_share() == 1  # ten runs on eight cores: at least one thread each
         for c in claims[2:]:
             c.release()
-        assert devices.share_cores() == 4  # the others ended: back to its share
+        assert devices.share_cores() == 4  # a run starting now: its share of the cores
         monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
         torch.set_num_threads(3)
         assert devices.share_cores() == 3 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_run_keeps_the_thread_count_it_started_with(gpus, locks, monkeypatch):
+    """The mistake: a run whose threads change when other runs start or end, so it sums in another order
+    from then on and its bytes depend on its neighbours."""
+    gpus(0)
+    monkeypatch.setattr(devices, "cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        with devices.claim("cpu") as claim:
+            assert claim.use() == 8
+            with devices.claim("cpu"):  # another run starts beside it
+                assert torch.get_num_threads() == 8
+            assert torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(before)
 
@@ -179,100 +195,56 @@ def test_a_training_stage_claims_a_slot_shares_the_cores_and_releases_it(
         torch.set_num_threads(before)
 
 
-def test_a_run_records_the_thread_counts_it_summed_with(gpus, locks, monkeypatch):
-    """The mistake: a draw whose threads changed mid-run (so its sums ran in another order) that reads like
-    a run alone; the record says which it was."""
-    gpus(0)
-    monkeypatch.setattr(devices, "cores", lambda: 8)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        with devices.claim("cpu") as claim:
-            assert claim.use() == 8 and devices.thread_record().as_dict() == {"fewest": 8, "most": 8, "changes": 0}
-            assert devices.share_cores() == 8 and devices.thread_record().changes == 0  # no change, no count
-            assert devices.thread_record().describe() == "8 CPU thread(s) throughout"
-            with devices.claim("cpu"):  # another run starts: half the cores, then they come back
-                assert devices.share_cores() == 4
-            assert devices.share_cores() == 8
-            assert devices.thread_record().as_dict() == {"fewest": 4, "most": 8, "changes": 2}
-            assert "4-8 CPU threads, changed 2 time(s)" in devices.thread_record().describe()
-        with devices.claim("cpu") as claim:  # a new run starts a new record
-            claim.use()
-            assert devices.thread_record().as_dict() == {"fewest": 8, "most": 8, "changes": 0}
-            # resumed from a checkpoint whose run had changed threads: the whole run's record
-            resumed = devices.thread_record().after({"fewest": 2, "most": 8, "changes": 3})
-            assert resumed.as_dict() == {"fewest": 2, "most": 8, "changes": 3}
-            assert devices.thread_record().after(None).as_dict() == {"fewest": 8, "most": 8, "changes": 0}
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_a_training_stage_records_a_thread_change_in_its_metrics_and_model_file(
+def test_a_training_stage_records_its_thread_count_once_in_its_metrics_and_model_file(
     gpus, locks, monkeypatch, tmp_path, pairs_file, params_file, training_args
 ):
     gpus(0)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    shares = iter([2, 2, 2])  # the claim, then the logs of iterations 1 and 2; a core taken from then on
-    monkeypatch.setattr(devices, "thread_share", lambda directory=None, busy=0: next(shares, 1))
-    monkeypatch.setattr(devices, "tick", lambda: None)  # this machine's own load decides nothing here
+    monkeypatch.setattr(devices, "cores", lambda: 2)
     before = torch.get_num_threads()
     try:
         params = params_file(tmp_path, iters_sh=4, log_every=1)
         result = CliRunner().invoke(app, training_args(tmp_path, "train-shared", pairs_file, params))
         assert result.exit_code == 0, result.output
-        assert "1-2 CPU threads, changed 1 time(s)" in result.output
-        record = {"fewest": 1, "most": 2, "changes": 1}
-        assert torch.load(tmp_path / "shared.pt", weights_only=True)["threads"] == record
-        assert json.loads((tmp_path / "live_shared" / "metrics.json").read_text())["threads"] == record
+        assert "2 CPU thread(s) for the whole run" in result.output
+        assert torch.load(tmp_path / "shared.pt", weights_only=True)["threads"] == 2
+        assert json.loads((tmp_path / "live_shared" / "metrics.json").read_text())["threads"] == 2
+        assert not (tmp_path / "live_shared" / "plots" / "metrics" / "threads.tsv").exists()  # a constant, no curve
     finally:
         torch.set_num_threads(before)
 
 
-# ---- other processes' load -------------------------------------------------------------------
+# ---- other processes' load --------------------------------------------------------------------
 
 
-def test_busy_cpu_seconds_reads_proc_stat_without_idle_iowait_or_steal():
-    tick = os.sysconf("SC_CLK_TCK")
-    stat = f"cpu  {tick} 0 {2 * tick} 50000 700 0 {tick} 900 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
-    assert devices.busy_cpu_seconds(stat) == pytest.approx(4.0)
-    assert devices.busy_cpu_seconds("intr 1 2\n") is None
+def _train_shared_weights(tmp_path: Path, pairs: Path, params: Path, name: str) -> dict[str, torch.Tensor]:
+    """train-shared in a fresh process, its torch threads chosen by its claim -> the model file's weights."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    work = tmp_path / name
+    args = [sys.executable, "-m", "stages", "train-shared", "--pairs", pairs, "--model", work / "shared.pt"]
+    args += ["--checkpoints", work / "checkpoints", "--live", work / "live", "--params", params]
+    r = subprocess.run([str(a) for a in args], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    saved = torch.load(work / "shared.pt", weights_only=True)
+    return {"final": saved["state_dict"], **{f"snapshot {k}": w for k, w in saved["snapshots"].items()}}
 
 
-def test_threads_leave_a_core_to_each_busy_thread_of_other_processes(locks, monkeypatch):
-    """The mistake: one OpenMP thread per core beside a CPU-bound process, so every parallel region
-    waits for the core the scheduler lent away (0.35x alone's speed)."""
-    monkeypatch.setattr(devices, "cores", lambda: 4)
-    assert devices.thread_share(busy=0) == 4
-    assert devices.thread_share(busy=1) == 3
-    assert devices.thread_share(busy=9) == 1
-    with devices.claim("cpu"), devices.claim("cpu"):  # two runs: 2 cores each, unless others take more
-        assert devices.thread_share(busy=1) == 2
-        assert devices.thread_share(busy=3) == 1
-
-
-@pytest.mark.skipif(devices.cores() < 2, reason="needs two cores to give one away")
-def test_a_cpu_run_gives_a_core_to_a_busy_process_and_takes_it_back(locks, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    n = torch.get_num_threads()
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="needs two cores for a run of two threads and a process beside it"
+)
+def test_a_run_beside_a_cpu_bound_process_writes_the_same_weights_as_alone(tmp_path, pairs_file, params_file, locks):
+    """The mistake: threads that follow other processes' load, so a run beside `yes > /dev/null` sums in
+    another order and writes other weights than the same run alone. Long enough (several seconds) for a
+    load-following run to have changed its threads."""
+    params = params_file(tmp_path, width=8, iters_sh=600, log_every=100, checkpoint_every=600, snapshot_every=200)
+    alone = _train_shared_weights(tmp_path, pairs_file, params, "alone")
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        with devices.claim("cpu") as claim:
-            claim.use()
-            watch = devices._watch[0]
-            watch.every = 1.0
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and torch.get_num_threads() >= devices.cores():
-                devices.tick()
-                time.sleep(0.01)
-            assert watch.busy >= 1 and torch.get_num_threads() == max(1, devices.cores() - watch.busy)
-            spin.kill()
-            spin.wait()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and watch.busy > 0:
-                devices.tick()
-                time.sleep(0.01)
-            assert torch.get_num_threads() == devices.thread_share(busy=watch.busy)
-        assert not devices.following_load()  # released: library code outside a run is left alone
+        beside = _train_shared_weights(tmp_path, pairs_file, params, "beside")
     finally:
         spin.kill()
-        torch.set_num_threads(n)
+        spin.wait()
+    assert alone.keys() == beside.keys()
+    for key in alone:
+        different = [k for k in alone[key] if not torch.equal(alone[key][k], beside[key][k])]
+        assert not different, f"{key}: {len(different)} tensor(s) differ, e.g. {different[:3]}"

@@ -58,8 +58,9 @@ def project(tmp_path_factory, params_file, tiny_pairs):
         save_model(d / "models" / f"{rep}.pt", encoder, rep, {"width": 4}, sha, iteration=30, snapshots=snaps)
         _live(d / "metrics" / f"train_{rep}", rep)
     params_file(d)
-    result = _cli(_args(d, "evaluate"))
-    assert result.exit_code == 0, result.output
+    for stage in ("evaluate", "plot"):  # plot writes the Markdown tables of evaluate's figures
+        result = _cli(_args(d, stage))
+        assert result.exit_code == 0, result.output
     return d
 
 
@@ -72,19 +73,23 @@ def _args(d: Path, stage: str, **override) -> list[str]:
     return args + (["--params", str(d / "params.yaml")] if stage == "evaluate" else [])
 
 
+def _keys(node) -> list[str]:
+    return [k for key, v in node.items() for k in (key, *(_keys(v) if isinstance(v, dict) else ()))]
+
+
 def _cli(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
 def _elsewhere(tmp_path: Path) -> dict:
     """evaluate's outputs redirected away from the shared project."""
-    return dict(
-        metrics=tmp_path / "e.json", table=tmp_path / "t.md", retrieval=tmp_path / "r.json", curves=tmp_path / "c.json"
-    )
+    return dict(metrics=tmp_path / "e.json", retrieval=tmp_path / "r.json", curves=tmp_path / "c.json")
 
 
 def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
+    """The keys of evaluate.json do not depend on the run's length: per-snapshot series are in curves.json."""
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
+    assert "by_iteration" not in json.dumps(m) and not any(k.isdigit() for k in _keys(m))
     assert list(m) == ["held_out", "online", "retrieval", "dependence"]
     assert list(m["held_out"]) == ["paper", "wide"] and list(m["online"]) == ["paper", "wide"]
     for rep in ("shared", "exclusive"):
@@ -109,10 +114,15 @@ def test_dependence_is_measured_for_every_exclusive_snapshot_by_both_critics(pro
     and the JSD each loss implies; a missing critic or a loss mislabelled as the calibration fails."""
     dep = json.loads((project / "metrics" / "evaluate.json").read_text())["dependence"]
     assert dep["chance_loss"] == pytest.approx(2 * math.log(2))
+    rows = json.loads((project / "metrics" / "curves.json").read_text())
     for critic in ("paper", "separable"):
         d = dep[critic]
-        assert list(d["by_iteration"]) == ["10", "20", "30"]
-        assert d["by_iteration"]["30"]["loss"] == d["loss"]
+        for probe in ("paper", "wide"):
+            e_rows = [r for r in rows if r["representation"] == "exclusive" and r["probe"] == probe]
+            assert [r["iteration"] for r in e_rows] == [10, 20, 30]
+            assert e_rows[-1][f"critic_{critic}_loss"] == d["loss"]
+            assert all(r[f"critic_{critic}_loss"] > 0 for r in e_rows)
+        assert not any(f"critic_{critic}_loss" in r for r in rows if r["representation"] == "shared")
         for loss, jsd in ((d["loss"], d["jsd"]), (d["calibration_loss"], d["calibration_jsd"])):
             assert loss > 0 and jsd == pytest.approx(math.log(2) - loss / 2)
 
@@ -189,6 +199,8 @@ def test_the_earlier_online_protocol_is_reported_beside_the_correct_one_when_log
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "e.json").read_text())
     assert m["online"]["earlier"]["exclusive"] == pytest.approx({f: 0.2 + 0.01 * i for i, f in enumerate(FACTORS)})
+    result = _cli(_args(project, "plot", metrics=tmp_path / "e.json", out=tmp_path / "plots", table=tmp_path / "t.md"))
+    assert result.exit_code == 0, result.output
     assert "softmax applied before the cross-entropy" in (tmp_path / "t.md").read_text()
 
 
@@ -213,8 +225,9 @@ def test_missing_training_log_is_named(project, tmp_path):
 
 
 def test_plot_writes_the_four_figures(project, tmp_path):
-    result = _cli(_args(project, "plot", out=tmp_path / "plots"))
+    result = _cli(_args(project, "plot", out=tmp_path / "plots", table=tmp_path / "t.md"))
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "t.md").read_text() == (project / "metrics" / "evaluate.md").read_text()
     for name in PNGS:
         png = tmp_path / "plots" / f"{name}.png"
         assert png.stat().st_size > 1000
@@ -228,6 +241,6 @@ def test_plot_refuses_retrieval_rows_from_another_pairs_file(project, tmp_path):
     data = load_pairs(project / "data" / "pairs.h5")
     data.source = data.source[::-1].copy()
     write_pairs(other, data)
-    result = _cli(_args(project, "plot", pairs=other, out=tmp_path / "plots"))
+    result = _cli(_args(project, "plot", pairs=other, out=tmp_path / "plots", table=tmp_path / "t.md"))
     assert result.exit_code != 0 and "another pairs file" in str(result.exception)
-    assert not (tmp_path / "plots").exists()
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "t.md").exists()

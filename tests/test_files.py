@@ -200,7 +200,7 @@ def test_download_refuses_to_write_over_the_file_its_url_names(tmp_path, monkeyp
         ("pairs", "--out"),
         ("train-shared", "--model"),
         ("train-exclusive", "--model"),
-        ("evaluate", "--table"),
+        ("evaluate", "--curves"),
         ("plot", None),
     ],
 )

@@ -314,39 +314,6 @@ def test_runs_from_exp_show_read_the_curves_and_the_training_d_loss():
     assert CURVES_COLUMN not in first.params and "metrics" not in first.metrics  # the curves stay out of both
 
 
-def test_a_study_names_the_runs_that_shared_their_cores():
-    # mistake caught: a contended run (another order of sums, another draw) averaged in silently, or a run
-    # made before the record counted as uncontended
-    def record(name, seed, **stages):
-        row = _row(name, seed, 0.3)
-        for stage, (fewest, most, changes) in stages.items():
-            for k, v in (("fewest", fewest), ("most", most), ("changes", changes)):
-                row[f"metrics/train_{stage}/metrics.json:threads.{k}"] = v
-        return row
-
-    rows = [
-        record("a-seed0", 0, shared=(2, 2, 0), exclusive=(2, 2, 0)),
-        record("a-seed1", 1, shared=(2, 2, 0), exclusive=(1, 2, 2)),
-        _row("a-seed2", 2, 0.3),
-        {**_row("a-seed3", 3, 0.3), "threads.changes": 4},  # unprefixed: which stage is unknown, so no record
-    ]
-    runs = runs_from_exp_show(rows)
-    assert runs[1].training == {
-        "threads/shared/fewest": 2, "threads/shared/most": 2, "threads/shared/changes": 0,
-        "threads/exclusive/fewest": 1, "threads/exclusive/most": 2, "threads/exclusive/changes": 2,
-    }  # fmt: skip
-    assert [studies.threads_changed(r) for r in runs] == [False, True, None, None]
-    (s,) = studies.summarise(runs)
-    assert (s.threads_changed, s.threads_unrecorded) == (("a-seed1",), ("a-seed2", "a-seed3"))
-    assert "CPU threads: 1 of 2 recorded run(s)" in studies.summary_table(s)
-    assert "changed in a-seed1" in studies.summary_table(s)
-    assert "not recorded in a-seed2, a-seed3" in studies.summary_table(s)
-    (alone,) = studies.summarise(runs[:1])
-    assert "1 of 1 recorded run(s) summed with one thread count throughout.\n" in studies.summary_table(alone)
-    (old,) = studies.summarise(runs[2:3])
-    assert "CPU threads" not in studies.summary_table(old)  # nothing recorded: nothing claimed
-
-
 def test_saved_rows_remake_the_same_results_and_join_across_clones(tmp_path):
     from stages.results import CURVES_COLUMN
 

@@ -26,7 +26,6 @@ from torch import nn
 
 from dismi.model import losses
 from dismi.model.networks import DISCRIMINATOR_HIDDEN, seeded
-from dismi.util import devices
 
 CRITICS = ("paper", "separable")
 CHANCE_LOSS = 2 * math.log(2)  # the eq. 9 loss of a critic that cannot tell joint from shuffled
@@ -146,7 +145,6 @@ def critic_losses(
         for batch in order.split(batch_size):
             if len(batch) < 2:
                 continue  # nothing to shuffle against
-            devices.tick()
             shuffle = _derangement(len(batch), gen).to(device)
             opt.zero_grad(set_to_none=True)
             _loss(*critics(s_train[:, batch], e_train[:, batch], shuffle)).sum().backward()

@@ -47,6 +47,9 @@ class EvalSettings:
     retrieval_queries: int
     device: str = "cpu"
     critic_epochs: int = 10
+    dci_train_images: int = 10000
+    dci_trees: int = 30
+    mig_bins: int = 20
 
 
 # ---- pure cores ---------------------------------------------------------------------------

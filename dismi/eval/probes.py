@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from dismi.model.networks import Classifier, ClassifierBank, seeded
-from dismi.util import devices
 
 
 class ProbeBank(nn.Module):
@@ -76,7 +75,6 @@ def fit_probes(
         for batch in order.split(batch_size):
             if len(batch) < 2:
                 continue  # BatchNorm cannot normalise a single sample
-            devices.tick()
             opt.zero_grad(set_to_none=True)
             bank_loss(probes, codes[:, batch], labels[batch]).backward()
             opt.step()

@@ -22,13 +22,12 @@ from dismi.data.factors import FACTORS, SHARED_FACTORS, SIZES, chance_level
 from dismi.data.results import HELD_OUT_FIGURES, PROBES, REPRESENTATIONS, SYMBOL, Results
 from dismi.eval.published import PAPER_ACCURACY, PAPER_DISTANCE, REPORT_ACCURACY, REPORT_DISTANCE
 from dismi.eval.tables import markdown
-from dismi.util.devices import ThreadRecord
 from dismi.util.errors import DismiError
 
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
 CRITIC_FIGURES = ("loss", "calibration_loss")  # of each fresh critic (dismi.eval.dependence), when measured
+CRITIC_CURVE = re.compile(r"critic_(?P<critic>\w+?)_loss")  # a curves.json field: a critic's loss on that E snapshot
 CHANCE_D_LOSS = 4 * np.log(2)  # the training D's loss at chance: 2 ln 2 on each of its two views
-THREAD_STAGES = ("shared", "exclusive")  # stages that record their CPU threads: training/threads/<stage>/<count>
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,6 @@ class Summary:
     params: dict  # the params every run of the group shares
     mean: dict[str, float]  # "paper/shared/scale" -> mean over runs (fractions)
     std: dict[str, float]  # sample standard deviation (0 for a single run: no spread; tables print no ±)
-    threads_changed: tuple[str, ...] = ()  # runs whose training changed its CPU threads: contended draws
-    threads_unrecorded: tuple[str, ...] = ()  # runs made before the thread record, or saved without it
 
     @property
     def n(self) -> int:
@@ -87,14 +84,20 @@ def figures(metrics: Mapping) -> dict[str, float] | None:
 
 
 def curve_figures(curves: Sequence[Mapping], metrics: Mapping) -> dict[str, float]:
-    """curves.json rows and evaluate.json's critics per E snapshot -> {"curve/probe/representation/iteration/
-    figure": value} and {"curve/dependence/critic/iteration/loss": value}; empty when neither was saved."""
+    """curves.json rows -> {"curve/probe/representation/iteration/figure": value} and, from the rows'
+    critic_<critic>_loss fields (or the per-snapshot critics of older evaluate.json files),
+    {"curve/dependence/critic/iteration/loss": value}; empty when neither was saved."""
     out = {
         f"curve/{row['probe']}/{row['representation']}/{int(row['iteration'])}/{f}": float(row[f])
         for row in curves
         for f in HELD_OUT_FIGURES
         if isinstance(row.get(f), (int, float))
     }
+    for row in curves:
+        for key, v in row.items():
+            m = CRITIC_CURVE.fullmatch(key)
+            if m and isinstance(v, (int, float)):
+                out[f"curve/dependence/{m['critic']}/{int(row['iteration'])}/loss"] = float(v)
     for critic, figs in (metrics.get("dependence") or {}).items():
         by_iteration = figs.get("by_iteration") if isinstance(figs, Mapping) else None
         for it, v in (by_iteration or {}).items():
@@ -110,19 +113,6 @@ def run_figures(run: Run) -> dict[str, float] | None:
     if out is None:
         return None
     return out | curve_figures(run.curves, run.metrics) | {f"training/{k}": float(v) for k, v in run.training.items()}
-
-
-def threads_changed(run: Run) -> bool | None:
-    """Whether a training stage of the run summed with more than one thread count (ThreadRecord: a CPU run
-    that shared its cores sums in another order, so it is another draw than the same run alone); None
-    where the run has no record."""
-    records = [
-        {k: run.training.get(f"threads/{stage}/{k}") for k in ("fewest", "most", "changes")} for stage in THREAD_STAGES
-    ]
-    records = [ThreadRecord(**r) for r in records if None not in r.values()]
-    if not records:
-        return None
-    return not all(r.throughout for r in records)
 
 
 def check_seed(run: Run) -> None:
@@ -184,7 +174,6 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
         if name in groups:  # a params group named as another group: tell them apart by a run's name
             name = f"{name} ({members[0][0].name})"
         groups[name] = members
-    changed = {run.name: threads_changed(run) for members in groups.values() for run, _ in members}
     out = []
     for group, members in groups.items():
         # older rows lack the critics, rows saved without their curves lack those
@@ -198,8 +187,6 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
                 shared,
                 {k: float(v.mean()) for k, v in values.items()},
                 {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
-                tuple(r.name for r, _ in members if changed[r.name]),
-                tuple(r.name for r, _ in members if changed[r.name] is None),
             )
         )
     return out
@@ -268,20 +255,7 @@ def summary_table(s: Summary) -> str:
             f"({CHANCE_D_LOSS:.3f} = 4 ln 2 at chance). The encoder plays against this D, so its loss at chance "
             "says the encoder beat it, not that S and E are independent: the fresh critics above measure that.\n"
         )
-    return out + threads_line(s) + curve_tables(s)
-
-
-def threads_line(s: Summary) -> str:
-    """A sentence on the runs' thread records: which runs were contended draws, which have no record."""
-    recorded = s.n - len(s.threads_unrecorded)
-    if recorded == 0:
-        return ""
-    line = f"\nCPU threads: {recorded - len(s.threads_changed)} of {recorded} recorded run(s) summed with one thread count throughout"
-    if s.threads_changed:
-        line += f"; changed in {', '.join(s.threads_changed)} (shared cores: another draw than the run alone)"
-    if s.threads_unrecorded:
-        line += f"; not recorded in {', '.join(s.threads_unrecorded)} (made before the record)"
-    return line + ".\n"
+    return out + curve_tables(s)
 
 
 def _iterations(s: Summary, prefix: str) -> list[int]:

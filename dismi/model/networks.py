@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from dismi.util import devices
 from dismi.util.errors import DismiError
 
 MAP_SIZE = 5  # spatial size of C(X): 64 -> 61 -> 29 -> 13 -> 5 with no padding
@@ -294,7 +293,6 @@ def encode(
     inference = folded(encoder.to(device))
     out = np.empty((len(images), encoder.out_dim), dtype=np.float32)
     for start in range(0, len(images), batch_size):
-        devices.tick()
         batch = torch.from_numpy(images[start : start + batch_size]).to(device)
         out[start : start + len(batch)] = inference(to_input(batch))[0].float().cpu().numpy()
     return out

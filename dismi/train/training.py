@@ -100,6 +100,7 @@ class Trainer:
 
     terms: tuple[str, ...]
     representation: str  # "shared" | "exclusive": names the online accuracies
+    bf16: bool = True  # autocast to bfloat16 on CUDA (`bench --fp32` turns it off to compare)
 
     def __init__(self, model: nn.Module, seeds: list[int], device: torch.device, compile: bool):
         self.device = device
@@ -142,7 +143,7 @@ class Trainer:
             torch.compiler.cudagraph_mark_step_begin()  # last step's graph outputs are no longer read
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda" and self.bf16)
 
     def _main_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the main optimizer minimises: the objective and the online classifiers' losses (theirs reach
@@ -179,7 +180,6 @@ class Trainer:
     def run(self, train: DevicePairs, batch_size: int, n: int) -> None:
         """n iterations, nothing read back to the host."""
         for _ in range(n):
-            devices.tick()  # a CPU run follows other processes' load (dismi.util.devices.CoreWatch)
             if self.heartbeat is not None and time.monotonic() >= self._next_beat:
                 self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 self.heartbeat(self.iteration)

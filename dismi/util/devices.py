@@ -8,9 +8,10 @@ GPUs are). The kernel drops the lock when the claim is released or the process e
 (kill -9 too), so no stale claim outlives its run. Claims are decided under one more lock, so two runs
 starting at once cannot pick the same GPU.
 
-The live claims also share the cores: `share_cores()` gives this process cores // live claims torch
-threads (at least 1), so two CPU runs on two cores get one thread each instead of four OpenMP threads
-spinning against each other. A long run calls it again now and then, to follow runs starting and ending.
+The live claims also share the cores: when a CPU run starts, `share_cores()` gives it cores // live
+claims torch threads (at least 1), so two CPU runs on two cores get one thread each instead of four
+OpenMP threads spinning against each other. The count is chosen once and kept to the run's end: a
+different count sums in another order, and a run's bytes must not depend on what else ran beside it.
 An OMP_NUM_THREADS the user set is left alone.
 """
 
@@ -21,7 +22,6 @@ import os
 import platform
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,18 +68,12 @@ class Claim:
 
     def use(self) -> int:
         """Make the claimed GPU torch's current CUDA device (so a bare 'cuda' anywhere means it too) and
-        give this process its share of the cores -> the torch threads it now uses. On the CPU, also start
-        following other processes' load (`tick`)."""
+        give this process its share of the cores, for the rest of the run -> the torch threads it uses."""
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        else:
-            _watch[0] = CoreWatch()
-        n = share_cores()
-        _record[0] = ThreadRecord(n, n)
-        return n
+        return share_cores()
 
     def release(self) -> None:
-        _watch[0] = None
         if self._file is not None:
             self._file.close()  # closing the only descriptor drops the flock
             self._file = None
@@ -191,150 +185,17 @@ def live_claims(directory: Path | None = None) -> int:
         return sum(len(k) for k in _slots(directory).values())
 
 
-def thread_share(directory: Path | None = None, busy: int = 0) -> int:
-    """This run's share of the cores: cores // live claims, and no more than the cores that `busy`
-    threads of other processes leave free; at least 1."""
-    return max(1, min(cores() // max(1, live_claims(directory)), cores() - busy))
+def thread_share(directory: Path | None = None) -> int:
+    """This run's share of the cores: cores // live claims, at least 1."""
+    return max(1, cores() // max(1, live_claims(directory)))
 
 
 def share_cores(directory: Path | None = None) -> int:
-    """Set torch's intra-op threads to this run's share of the cores -> the threads it now uses.
-    When the user set OMP_NUM_THREADS, torch already follows it and it is left alone."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    watch = _watch[0]
-    n = thread_share(directory, watch.busy if watch is not None else 0)
-    if n != torch.get_num_threads():
-        torch.set_num_threads(n)
-        if _record[0] is not None:
-            _record[0].changed_to(n)
-    return n
-
-
-# --------------------------------------------------------------------------- what a run's sums depended on
-#
-# A CPU run that changes its threads sums in another order from then on, so the counts it ran at are part of
-# what made its figures: two draws of one seed on one machine can match bit for bit only when each ran at
-# one count throughout, the same count (README, "What reproduces bit for bit").
-
-
-@dataclass
-class ThreadRecord:
-    """The torch thread counts of a claimed run: the fewest, the most, and how often share_cores changed it."""
-
-    fewest: int
-    most: int
-    changes: int = 0
-
-    def changed_to(self, n: int) -> None:
-        self.fewest, self.most, self.changes = min(self.fewest, n), max(self.most, n), self.changes + 1
-
-    def after(self, earlier: dict | None) -> ThreadRecord:
-        """This run's record following `earlier` (as_dict of the record a resumed checkpoint carries)."""
-        if not earlier:
-            return self
-        return ThreadRecord(
-            min(self.fewest, earlier["fewest"]), max(self.most, earlier["most"]), self.changes + earlier["changes"]
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        return {"fewest": self.fewest, "most": self.most, "changes": self.changes}
-
-    @property
-    def throughout(self) -> bool:
-        """One thread count from start to end: the run summed as a run alone does."""
-        return self.changes == 0 and self.fewest == self.most
-
-    def describe(self) -> str:
-        if self.throughout:
-            return f"{self.most} CPU thread(s) throughout"
-        return (
-            f"{self.fewest}-{self.most} CPU threads, changed {self.changes} time(s): other processes took "
-            "cores, so its sums ran in another order than a run alone"
-        )
-
-
-_record: list[ThreadRecord | None] = [None]  # the last claimed run's; set by Claim.use()
-
-
-def thread_record() -> ThreadRecord:
-    """The thread counts of the run that claimed a device last in this process (Claim.use())."""
-    if _record[0] is None:
-        raise DismiError("no run has claimed a device in this process: call devices.claim(...).use() first")
-    return _record[0]
-
-
-# --------------------------------------------------------------------------- other processes' load
-#
-# torch's OpenMP threads wait for each other at the end of every parallel region: with one thread per
-# core, a single CPU-bound process elsewhere takes a core from one of them and every region waits for
-# the scheduler to give it back (docs/performance.md: what that costs beside one `yes`). With
-# one thread fewer than the cores, the other process has a core of its own and nothing waits.
-
-
-def busy_cpu_seconds(stat: str | None = None) -> float | None:
-    """CPU seconds all processes have run since boot (/proc/stat's first line: user, nice, system, irq,
-    softirq; not idle, iowait or the hypervisor's steal); None where there is no /proc."""
-    try:
-        text = stat if stat is not None else Path("/proc/stat").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in line.split()[1:8])
-            return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
-@dataclass
-class CoreWatch:
-    """Every `every` seconds, how many cores other processes kept busy (the machine's CPU time less this
-    process's, over the wall time), rounded; share_cores() then leaves them a core each. An average over
-    seconds, not a count of running threads at an instant: a process that runs for a moment does not
-    count, one that keeps a core busy does."""
-
-    every: float = 2.0  # seconds per decision: the time to follow a change
-    busy: int = 0  # cores other processes kept busy in the last window
-    _last: tuple[float, float, float] | None = None  # (wall, machine CPU, own CPU) seconds
-    _next: float = 0.0
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.every
-        machine = busy_cpu_seconds()
-        if machine is None:
-            return
-        sample = (now, machine, time.process_time())
-        if self._last is not None and now > self._last[0]:
-            others = ((machine - self._last[1]) - (sample[2] - self._last[2])) / (now - self._last[0])
-            busy = max(0, int(others + 0.5))
-            if busy != self.busy:
-                self.busy = busy
-                share_cores()
-        self._last = sample
-
-
-_watch: list[CoreWatch | None] = [None]  # the claimed CPU run's watch; None outside a claim
-
-
-def following_load() -> bool:
-    """Whether this process's CPU threads follow other processes' load (a CPU claim in use)."""
-    return _watch[0] is not None
-
-
-def stop_following_load() -> None:
-    """Keep the threads where they are for the rest of the claim (bench --no-follow-load)."""
-    _watch[0] = None
-
-
-def tick() -> None:
-    """Call often from a CPU run's loops (each step): follows other processes' load while a CPU claim
-    is in use, a clock read otherwise."""
-    watch = _watch[0]
-    if watch is not None:
-        watch.tick()
+    """Set torch's intra-op threads to this run's share of the cores -> the threads it uses. Called once,
+    when a run starts. When the user set OMP_NUM_THREADS, torch already follows it and it is left alone."""
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(thread_share(directory))
+    return torch.get_num_threads()
 
 
 def describe(device: torch.device | str) -> str:

@@ -20,7 +20,15 @@ from dismi.data.factors import FACTORS
 from dismi.data.pairfile import TEST, TRAIN, PairData, load_pairs
 from dismi.data.results import EARLIER, ONLINE, PROBES, REPRESENTATIONS, Results
 from dismi.eval import dependence
-from dismi.eval.metrics import Codes, EvalSettings, probe_metrics, retrieval_examples, retrieval_metric
+from dismi.eval.metrics import (
+    STANDARD_STEPS,
+    Codes,
+    EvalSettings,
+    probe_metrics,
+    retrieval_examples,
+    retrieval_metric,
+    standard_metrics,
+)
 from dismi.model.networks import encode
 from dismi.train.modelfile import check_model, load_snapshots
 from dismi.util import devices
@@ -138,18 +146,23 @@ def main(
     online_exclusive: Path = typer.Option(..., help="train-exclusive's dvclive metrics.json"),
     metrics: Path = typer.Option(..., help="output: nested JSON of every figure"),
     retrieval: Path = typer.Option(..., help="output: a few retrieval queries and their neighbours"),
+    importance: Path = typer.Option(
+        ..., help="output: DCI's importance matrix over [S, E] (code dimensions x factors)"
+    ),
     curves: Path = typer.Option(
         ..., help="output: held-out accuracy of every model snapshot, one row per (representation, probe, iteration)"
     ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     # A failed run must not leave older results looking current.
-    guard_outputs([pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, retrieval, curves])
+    guard_outputs(
+        [pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, retrieval, curves, importance]
+    )
     cfg = P.Evaluate.load(params)
     with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
         threads = claim.use()
         device = claim.device
-        settings = EvalSettings(**asdict(cfg) | {"device": str(device)})
+        settings = EvalSettings(**asdict(cfg) | {"device": str(device), "jobs": threads})
         logs = (("shared", online_shared), ("exclusive", online_exclusive))
         online = {probe: {rep: _online(path, rep, probe) for rep, path in logs} for probe in PROBES}
         # The earlier implementations' protocol (online_earlier: softmax before the cross-entropy, accuracy
@@ -191,6 +204,10 @@ def main(
                 [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
             )
         dep, critic_curves = _dependence(final["shared"], codes["exclusive"], settings, progress)
+        step = progress.phase(
+            "standard metrics (DCI forests on [S, E], S, E; MIG) on the final codes", STANDARD_STEPS, "step"
+        )
+        standard, importance_matrix = standard_metrics(final["shared"], final["exclusive"], settings, on_step=step)
         # Held-out figures against training iterations, from the snapshots the model files carry: a plot file,
         # so evaluate.json's keys do not depend on the run's length.
         e_index = {it: k for k, (it, _) in enumerate(codes["exclusive"])}
@@ -215,8 +232,9 @@ def main(
             dependence=dep,
         )
         examples = _examples(data, queries, shown, settings.retrieval_k)
-        write_text_atomic(metrics, json.dumps(results.to_json(), indent=2) + "\n")
+        write_text_atomic(metrics, json.dumps(results.to_json() | {"standard": standard}, indent=2) + "\n")
         write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
+        write_text_atomic(importance, json.dumps(importance_matrix) + "\n")
         write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
         dep, paper, wide = results.dependence, results.held_out["paper"], results.held_out["wide"]
         typer.echo(
@@ -227,6 +245,8 @@ def main(
             f"{dep['chance_loss']:.3f} independent): paper {dep['paper']['loss']:.3f} "
             f"(calibration {dep['paper']['calibration_loss']:.3f}), separable {dep['separable']['loss']:.3f} "
             f"(calibration {dep['separable']['calibration_loss']:.3f}); "
-            f"wrote {metrics}, {retrieval}, {curves}; {duration(time.perf_counter() - progress.start)}, "
+            f"DCI disentanglement {standard['dci']['disentanglement']:.3f}, completeness "
+            f"{standard['dci']['completeness']:.3f}, MIG {standard['mig']['mig']:.3f}; wrote {metrics}, {retrieval}, {curves}, "
+            f"{importance}; {duration(time.perf_counter() - progress.start)}, "
             f"{threads} CPU thread(s)"
         )

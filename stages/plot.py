@@ -24,6 +24,7 @@ FIGURES = (
     "retrieval",
     "losses",
     "held_out_curves",
+    "importance",
 )  # the PNGs main writes under --out
 
 
@@ -76,18 +77,20 @@ def main(
     metrics: Path = typer.Option(..., help="evaluate's metrics JSON"),
     retrieval: Path = typer.Option(..., help="evaluate's retrieval JSON"),
     curves: Path = typer.Option(..., help="evaluate's held-out accuracy of each model snapshot (JSON rows)"),
+    importance: Path = typer.Option(..., help="evaluate's DCI importance matrix (JSON)"),
     out: Path = typer.Option(..., help="output directory for the PNGs"),
     table: Path = typer.Option(..., help="output: evaluate's accuracy, retrieval and dependence tables in Markdown"),
 ) -> None:
     # A failed run must not leave older figures looking current.
     guard_outputs(
-        [pairs, live_shared, live_exclusive, metrics, retrieval, curves],
+        [pairs, live_shared, live_exclusive, metrics, retrieval, curves, importance],
         [table, *(out / f"{name}.png" for name in FIGURES)],
     )
     data = load_pairs(pairs)
     n_values = data.n_values()
     lives = {"shared": live_shared, "exclusive": live_exclusive}
-    results = Results.from_json(_read_json(metrics, "evaluate"), str(metrics))
+    blob = _read_json(metrics, "evaluate")
+    results = Results.from_json(blob, str(metrics))
     queries, neighbours = _retrieval_images(data, _read_json(retrieval, "evaluate"), retrieval)
     figures = {
         "learning_curves": plotting.learning_curves(
@@ -105,8 +108,9 @@ def main(
         # the minimised terms (loss/...) and the MI estimates the total maximises (mi/global, mi/local)
         "losses": plotting.losses({rep: _series(live, "loss") | _series(live, "mi") for rep, live in lives.items()}),
         "held_out_curves": plotting.held_out_curves(_read_json(curves, "evaluate")),
+        "importance": plotting.importance_matrix(_read_json(importance, "evaluate")),
     }
     for name, fig in figures.items():
         plotting.save_figure(fig, out / f"{name}.png")
-    write_text_atomic(table, evaluation_tables(results, n_values))
+    write_text_atomic(table, evaluation_tables(results, n_values, blob.get("standard")))
     typer.echo(f"wrote {', '.join(f'{name}.png' for name in figures)} to {out}, and {table}")

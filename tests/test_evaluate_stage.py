@@ -27,7 +27,7 @@ LOSSES = {
     "shared": ("total", "global", "local", "l1", "classifier"),
     "exclusive": ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier"),
 }
-PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves")
+PNGS = ("learning_curves", "accuracy_table", "retrieval", "losses", "held_out_curves", "importance")
 
 
 def _live(path: Path, rep: str, steps: int = 3) -> None:
@@ -83,14 +83,19 @@ def _cli(args: list[str]):
 
 def _elsewhere(tmp_path: Path) -> dict:
     """evaluate's outputs redirected away from the shared project."""
-    return dict(metrics=tmp_path / "e.json", retrieval=tmp_path / "r.json", curves=tmp_path / "c.json")
+    return dict(
+        metrics=tmp_path / "e.json",
+        retrieval=tmp_path / "r.json",
+        curves=tmp_path / "c.json",
+        importance=tmp_path / "i.json",
+    )
 
 
 def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     """The keys of evaluate.json do not depend on the run's length: per-snapshot series are in curves.json."""
     m = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert "by_iteration" not in json.dumps(m) and not any(k.isdigit() for k in _keys(m))
-    assert list(m) == ["held_out", "online", "retrieval", "dependence"]
+    assert list(m) == ["held_out", "online", "retrieval", "dependence", "standard"]
     assert list(m["held_out"]) == ["paper", "wide"] and list(m["online"]) == ["paper", "wide"]
     for rep in ("shared", "exclusive"):
         for acc in (m["held_out"]["wide"][rep], m["held_out"]["paper"][rep]):
@@ -107,6 +112,22 @@ def test_evaluate_writes_every_figure_nested_for_dvc_metrics_diff(project):
     assert "| distance to ideal |" in md and "held-out" in md and "Online" in md
     assert "| factor | S paper probe | S wide probe | E paper probe | E wide probe |" in md
     assert "| critic | loss | JSD | calibration loss | calibration JSD |" in md
+    assert "| code | DCI disentanglement | DCI completeness | DCI informativeness (%) | MIG |" in md
+    assert md.count("| floor_hue | ") == 4  # held-out, online, retrieval, and the standard metrics per factor
+
+
+def test_the_standard_metrics_are_in_evaluate_json_with_their_importance_matrix(project):
+    std = json.loads((project / "metrics" / "evaluate.json").read_text())["standard"]
+    assert set(std) == {"dci", "importance_share", "informativeness", "mig"}
+    assert set(std["dci"]) == {"disentanglement", "completeness", "informativeness"}
+    assert all(0.0 <= v <= 1.0 for v in std["dci"].values())
+    for f in FACTORS:  # S and E share each factor's importance between them
+        assert std["importance_share"]["shared"][f] + std["importance_share"]["exclusive"][f] == pytest.approx(1.0)
+    assert set(std["informativeness"]) == {"joint", "shared", "exclusive"}
+    assert set(std["mig"]) == {"mig", *FACTORS}
+    imp = json.loads((project / "metrics" / "importance.json").read_text())
+    assert (imp["shared_dim"], imp["exclusive_dim"]) == (8, 6)
+    assert len(imp["importance"]) == 14 and all(len(row) == 6 for row in imp["importance"])
 
 
 def test_dependence_is_measured_for_every_exclusive_snapshot_by_both_critics(project):

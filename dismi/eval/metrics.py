@@ -16,6 +16,7 @@ import torch
 
 from dismi.data.factors import FACTORS, SIZES, ideal_accuracy
 from dismi.data.results import check_representation, probe
+from dismi.eval import dci, mig
 from dismi.eval.probes import fit_probes, probe_accuracy
 from dismi.util.errors import DismiError
 
@@ -50,6 +51,7 @@ class EvalSettings:
     dci_train_images: int = 10000
     dci_trees: int = 30
     mig_bins: int = 20
+    jobs: int = 1  # CPU threads of the forests (the run's share of the cores): the figures do not depend on it
 
 
 # ---- pure cores ---------------------------------------------------------------------------
@@ -167,3 +169,69 @@ def retrieval_examples(codes: Codes, settings: EvalSettings, n: int) -> tuple[np
     """The first `n` of retrieval_metric's queries (test rows, (n,)) and their neighbours (n, k), for figures."""
     queries = choose_queries(len(codes.test), settings.retrieval_queries, settings.seed)[:n]
     return queries, nearest_neighbours(codes.test, queries, settings.retrieval_k)
+
+
+STANDARD_STEPS = 4  # DCI's forests on [S, E], on S, on E; MIG
+
+
+def standard_metrics(
+    shared: Codes, exclusive: Codes, settings: EvalSettings, on_step: Callable[[int], None] | None = None
+) -> tuple[dict, dict]:
+    """The field's standard figures on the held-out split, estimators fitted on `dci_train_images` train
+    images (a seeded draw) -> (figures for evaluate.json, the importance matrix for the figure):
+
+    - DCI over [S, E]: disentanglement, completeness, informativeness (mean held-out forest accuracy);
+    - importance_share: per factor, the share of its DCI importance carried by S and by E (ideal: hues all
+      in E, scale, shape and orientation all in S). Over [S, E] a forest needs only one copy of a factor,
+      so E's leak of what S holds perfectly stays invisible here: hence
+    - informativeness of S alone, of E alone and of [S, E] per factor (held-out forest accuracy);
+    - MIG over [S, E] (bins fitted on the train codes), and each factor's gap.
+
+    `on_step(k)` is called after each of the STANDARD_STEPS steps, for progress.
+    """
+    done = iter(range(1, STANDARD_STEPS + 1))
+
+    def step() -> None:
+        if on_step is not None:
+            on_step(next(done))
+
+    if not (
+        np.array_equal(shared.train_classes, exclusive.train_classes)
+        and np.array_equal(shared.test_classes, exclusive.test_classes)
+    ):
+        raise ValueError("standard_metrics needs S and E of the same images")
+    rng = np.random.default_rng(settings.seed)
+    n = len(shared.train)
+    rows = np.sort(rng.choice(n, size=min(settings.dci_train_images, n), replace=False))
+    y_train, y_test = shared.train_classes[rows], shared.test_classes
+    joint_train = np.concatenate([shared.train[rows], exclusive.train[rows]], axis=1)  # (N, D_S + D_E)
+    joint_test = np.concatenate([shared.test, exclusive.test], axis=1)
+    fit = dict(trees=settings.dci_trees, seed=settings.seed, jobs=settings.jobs)
+    joint = dci.dci(joint_train, y_train, joint_test, y_test, **fit)
+    step()
+    d_s = shared.train.shape[1]
+    shares = dci.block_shares(joint["importance"], [slice(0, d_s), slice(d_s, None)])  # (2, K)
+    alone = {}
+    for c in (shared, exclusive):
+        alone[c.representation] = dci.importance_matrix(c.train[rows], y_train, c.test, y_test, **fit)[1]
+        step()
+    gaps = mig.mig(joint_train, joint_test, y_test, bins=settings.mig_bins)
+    step()
+    figures = {
+        "dci": {k: joint[k] for k in ("disentanglement", "completeness", "informativeness")},
+        "importance_share": {
+            rep: dict(zip(FACTORS, map(float, share))) for rep, share in zip(("shared", "exclusive"), shares)
+        },
+        "informativeness": {
+            "joint": dict(zip(FACTORS, map(float, joint["accuracy"]))),
+            **{rep: dict(zip(FACTORS, map(float, acc))) for rep, acc in alone.items()},
+        },
+        "mig": {"mig": gaps["mig"], **dict(zip(FACTORS, map(float, gaps["gap"])))},
+    }
+    importance = {
+        "factors": list(FACTORS),
+        "shared_dim": d_s,
+        "exclusive_dim": exclusive.train.shape[1],
+        "importance": joint["importance"].tolist(),  # (D_S + D_E, 6): S's dimensions first
+    }
+    return figures, importance

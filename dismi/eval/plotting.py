@@ -279,3 +279,22 @@ def held_out_curves(rows: Sequence[Mapping]) -> Figure:
     axes[-1].axis("off")
     fig.suptitle("Held-out accuracy of fresh probes on encoder snapshots during training")
     return fig
+
+
+def importance_matrix(blob: Mapping) -> Figure:
+    """DCI's importance matrix over [S, E] as a heat map: factors by code dimensions, S's block then E's,
+    each factor's row normalised to sum 1; `blob` as evaluate's importance.json."""
+    imp = np.asarray(blob["importance"], dtype=float).T  # (6, D_S + D_E)
+    rows = imp / np.maximum(imp.sum(axis=1, keepdims=True), 1e-12)
+    d_s = int(blob["shared_dim"])
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    ax = fig.subplots()
+    shown = ax.imshow(rows, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.axvline(d_s - 0.5, color="white", linewidth=2)
+    ax.set_yticks(range(len(blob["factors"])), [f"{f} ({OWNER[f]})" for f in blob["factors"]])
+    ax.set_xlabel(f"code dimension: S 0-{d_s - 1} | E {d_s}-{rows.shape[1] - 1}")
+    for x, text in ((d_s / 2, "S"), (d_s + (rows.shape[1] - d_s) / 2, "E")):
+        ax.text(x - 0.5, -0.7, text, ha="center", va="bottom", fontsize=11, fontweight="bold")
+    fig.colorbar(shown, ax=ax, label="share of the factor's importance")
+    fig.suptitle("DCI importance of each code dimension for each factor (random forests on [S, E], train split)")
+    return fig

@@ -65,9 +65,10 @@ def _held_out(results: Results, n_values: Sequence[int]) -> str:
     return markdown(header, rows)
 
 
-def evaluation_tables(results: Results, n_values: Sequence[int]) -> str:
+def evaluation_tables(results: Results, n_values: Sequence[int], standard: dict | None = None) -> str:
     """evaluate.md: held-out accuracy by both judges beside ideal, chance, paper and report; the online
-    accuracies; the earlier protocol's (when logged); retrieval; the S-E dependence (when measured)."""
+    accuracies; the earlier protocol's (when logged); retrieval; the S-E dependence (when measured); the
+    standard metrics (evaluate.json's `standard`, when given)."""
     cols = _columns()
     parts = [
         "Held-out accuracy (%) of fresh classifiers trained on train-split codes, measured on test "
@@ -129,4 +130,46 @@ def evaluation_tables(results: Results, n_values: Sequence[int]) -> str:
                 ],
             ),
         ]
+    if standard is not None:
+        parts += standard_tables(standard)
     return "\n\n".join(parts) + "\n"
+
+
+def standard_tables(std: dict) -> list[str]:
+    """The field's standard figures (dismi.eval.metrics.standard_metrics): DCI and MIG over [S, E], then per
+    factor where its importance lives and how well each code alone predicts it."""
+    dci, mig, share, info = std["dci"], std["mig"], std["importance_share"], std["informativeness"]
+    return [
+        "Standard metrics on the held-out split (estimators fitted on train-split codes): DCI (Eastwood & "
+        "Williams 2018; random forests, impurity importances) and MIG (Chen et al. 2018) over the concatenated "
+        "code [S, E]; 1 is ideal for each.",
+        markdown(
+            ["code", "DCI disentanglement", "DCI completeness", "DCI informativeness (%)", "MIG"],
+            [
+                [
+                    "[S, E]",
+                    f"{dci['disentanglement']:.3f}",
+                    f"{dci['completeness']:.3f}",
+                    pct(dci["informativeness"]),
+                    f"{mig['mig']:.3f}",
+                ]
+            ],
+        ),
+        "Where each factor lives: the share (%) of its DCI importance over [S, E] carried by S and by E (ideal: "
+        "hues all in E; scale, shape and orientation all in S), its MIG gap, and the held-out accuracy (%) of "
+        "the DCI forests on S alone, E alone and [S, E]. A forest on [S, E] needs one copy of a factor, so a "
+        "copy E holds beside S's perfect one barely shows in the shares: the accuracy on E alone shows it.",
+        markdown(
+            ["factor", "share in S", "share in E", "MIG gap", "accuracy on S", "accuracy on E", "accuracy on [S, E]"],
+            [
+                [
+                    f,
+                    pct(share["shared"][f]),
+                    pct(share["exclusive"][f]),
+                    f"{mig[f]:.3f}",
+                    *(pct(info[k][f]) for k in ("shared", "exclusive", "joint")),
+                ]
+                for f in FACTORS
+            ],
+        ),
+    ]

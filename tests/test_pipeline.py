@@ -320,11 +320,14 @@ def test_a_lambda_adv_queue_trains_train_shared_once_and_dvc_compares_the_runs(p
     assert "train_shared" not in ran2 and "train_shared" in _restored(logs["q-lam2"]), logs["q-lam2"]
     assert "train_exclusive" in ran2, logs["q-lam2"]
     assert sum(log.count("Running stage 'train_shared'") for log in logs.values()) == 1
-    # Going back to a trained configuration restores both training stages from the run-cache.
-    back = _dvc(dst, "exp", "run", "-S", "alpha_sh=0.45", "-S", "lambda_adv=0.02")
+    # Going back to a configuration that ran, in the queue, restores both training stages and the evaluation
+    # from the run-cache (evaluate's uncached outputs are metrics and plots only); the plot stage reruns.
+    _dvc(dst, "exp", "run", "--queue", "-n", "q-lam1-again", "-S", "alpha_sh=0.45", "-S", "lambda_adv=0.02")
+    _dvc(dst, "exp", "run", "--run-all", "-j", "1")
+    back = _dvc(dst, "queue", "logs", "q-lam1-again")
     print(back)
-    assert {"train_shared", "train_exclusive"} <= _restored(back), back
-    assert not _ran(back)[0] & {"download", "pairs", "train_shared", "train_exclusive"}, back
+    assert {"train_shared", "train_exclusive", "evaluate"} <= _restored(back), back
+    assert not _ran(back)[0] & {"download", "pairs", "train_shared", "train_exclusive", "evaluate"}, back
     # dvc plots diff compares the two runs: per representation the six online accuracies in one plot
     # and the loss terms in another, both runs in each; the PNG figures as images.
     plots = json.loads(

@@ -64,6 +64,15 @@ def group_of(name: str) -> str:
     return m["group"] if m else name
 
 
+def _flat(node, prefix: str) -> dict[str, float]:
+    """A nested mapping's numbers as {"prefix/key/...": value} (evaluate.json's standard metrics)."""
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        return {prefix: float(node)}
+    if isinstance(node, Mapping):
+        return {k: v for key, child in node.items() for k, v in _flat(child, f"{prefix}/{key}").items()}
+    return {}
+
+
 def figures(metrics: Mapping) -> dict[str, float] | None:
     """evaluate.json (either layout: dismi.data.results) -> {"probe/representation/figure": value}, plus
     {"dependence/critic/figure": value} when the critics were measured; None when a held-out figure is missing."""
@@ -80,6 +89,7 @@ def figures(metrics: Mapping) -> dict[str, float] | None:
     for critic, figs in (results.dependence or {}).items():
         if isinstance(figs, Mapping) and all(isinstance(figs.get(f), (int, float)) for f in CRITIC_FIGURES):
             out.update({f"dependence/{critic}/{f}": float(figs[f]) for f in CRITIC_FIGURES})
+    out.update(_flat(metrics.get("standard"), "standard"))
     return out
 
 
@@ -202,6 +212,35 @@ def _over(s: Summary) -> str:
     return "one run, no spread" if s.n == 1 else f"mean ± std over {s.n} runs"
 
 
+def standard_table(s: Summary) -> str:
+    """Markdown: the standard metrics (DCI, MIG over [S, E]; per factor its importance share in E, its MIG
+    gap, the DCI forests' held-out accuracy on S alone and on E alone), mean ± std over the runs."""
+    head = ", ".join(
+        f"{name} {_pm(s, f'standard/{key}', 1, 3)}"
+        for name, key in (
+            ("DCI disentanglement", "dci/disentanglement"),
+            ("completeness", "dci/completeness"),
+            ("informativeness", "dci/informativeness"),
+            ("MIG", "mig/mig"),
+        )
+    )
+    rows = [
+        [
+            f,
+            _pm(s, f"standard/importance_share/exclusive/{f}"),
+            _pm(s, f"standard/mig/{f}", 1, 3),
+            _pm(s, f"standard/informativeness/shared/{f}"),
+            _pm(s, f"standard/informativeness/exclusive/{f}"),
+        ]
+        for f in FACTORS
+    ]
+    return (
+        f"\nStandard metrics on held-out codes over [S, E], {_over(s)}: {head}.\n\n"
+        + markdown(["factor", "importance in E (%)", "MIG gap", "DCI accuracy on S (%)", "on E (%)"], rows)
+        + "\n"
+    )
+
+
 def summary_table(s: Summary) -> str:
     """Markdown: mean ± std over the group's runs of every held-out figure, beside the paper and the report;
     then the fresh critics' held-out loss on (S, E), when the runs measured it."""
@@ -238,6 +277,8 @@ def summary_table(s: Summary) -> str:
         + markdown(header, rows)
         + "\n"
     )
+    if "standard/dci/disentanglement" in s.mean:
+        out += standard_table(s)
     critics = sorted({k.split("/")[1] for k in s.mean if k.startswith("dependence/")})
     if critics:
         out += (

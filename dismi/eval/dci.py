@@ -1,6 +1,10 @@
 """DCI (Eastwood & Williams, ICLR 2018): disentanglement, completeness and informativeness of a code, as
-google-research/disentanglement_lib's `evaluation/metrics/dci.py` defines them, with scikit-learn's
-random forests (impurity importances) as the per-factor regressors Eastwood & Williams also use.
+google-research/disentanglement_lib's `evaluation/metrics/dci.py` defines them. The per-factor
+predictors are scikit-learn's extremely randomised trees (a random forest whose splits draw their
+thresholds at random) with every dimension a candidate at each split, and their impurity importances:
+with the usual sqrt(D) candidates, a split that did not see the dimension holding a factor splits on
+another, and importance leaks to dimensions that hold nothing of it (docs/standard_metrics.md). Random
+thresholds keep D candidates about as cheap as sqrt(D) sorted ones.
 
 Pure core: `importance_matrix` (codes x factors) -> `disentanglement`, `completeness` (entropies with the
 reference's bases), and `block_shares` (each factor's importance carried by a block of code dimensions:

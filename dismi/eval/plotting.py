@@ -296,5 +296,7 @@ def importance_matrix(blob: Mapping) -> Figure:
     for x, text in ((d_s / 2, "S"), (d_s + (rows.shape[1] - d_s) / 2, "E")):
         ax.text(x - 0.5, -0.7, text, ha="center", va="bottom", fontsize=11, fontweight="bold")
     fig.colorbar(shown, ax=ax, label="share of the factor's importance")
-    fig.suptitle("DCI importance of each code dimension for each factor (random forests on [S, E], train split)")
+    fig.suptitle(
+        "DCI importance of each code dimension for each factor (extremely randomised trees on [S, E], train split)"
+    )
     return fig

@@ -141,7 +141,7 @@ def standard_tables(std: dict) -> list[str]:
     dci, mig, share, info = std["dci"], std["mig"], std["importance_share"], std["informativeness"]
     return [
         "Standard metrics on the held-out split (estimators fitted on train-split codes): DCI (Eastwood & "
-        "Williams 2018; random forests, impurity importances) and MIG (Chen et al. 2018) over the concatenated "
+        "Williams 2018; extremely randomised trees, impurity importances) and MIG (Chen et al. 2018) over the concatenated "
         "code [S, E]; 1 is ideal for each.",
         markdown(
             ["code", "DCI disentanglement", "DCI completeness", "DCI informativeness (%)", "MIG"],

@@ -152,11 +152,13 @@ def main(
     curves: Path = typer.Option(
         ..., help="output: held-out accuracy of every model snapshot, one row per (representation, probe, iteration)"
     ),
+    critic_curves: Path = typer.Option(..., help="output: each critic's held-out loss on every E snapshot (JSON rows)"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
 ) -> None:
     # A failed run must not leave older results looking current.
     guard_outputs(
-        [pairs, shared, exclusive, online_shared, online_exclusive, params], [metrics, retrieval, curves, importance]
+        [pairs, shared, exclusive, online_shared, online_exclusive, params],
+        [metrics, retrieval, curves, importance, critic_curves],
     )
     cfg = P.Evaluate.load(params)
     with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
@@ -203,26 +205,22 @@ def main(
             held_out[probe] = probe_metrics(
                 [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
             )
-        dep, critic_curves = _dependence(final["shared"], codes["exclusive"], settings, progress)
+        dep, critic_losses = _dependence(final["shared"], codes["exclusive"], settings, progress)
         step = progress.phase(
             "standard metrics (DCI forests on [S, E], S, E; MIG) on the final codes", STANDARD_STEPS, "step"
         )
         standard, importance_matrix = standard_metrics(final["shared"], final["exclusive"], settings, on_step=step)
         # Held-out figures against training iterations, from the snapshots the model files carry: a plot file,
         # so evaluate.json's keys do not depend on the run's length.
-        e_index = {it: k for k, (it, _) in enumerate(codes["exclusive"])}
         rows = [
-            {
-                "representation": rep,
-                "probe": probe,
-                "iteration": it,
-                **held_out[probe][i],
-                **(
-                    {f"critic_{c}_loss": v[e_index[it]] for c, v in critic_curves.items()} if rep == "exclusive" else {}
-                ),
-            }
+            {"representation": rep, "probe": probe, "iteration": it, **held_out[probe][i]}
             for i, (rep, it, _) in enumerate(every)
             for probe in PROBES
+        ]
+        # Rows of their own file: DVC draws a plot file only when all its rows share their fields.
+        critic_rows = [
+            {"iteration": it, **{c: v[k] for c, v in critic_losses.items()}}
+            for k, (it, _) in enumerate(codes["exclusive"])
         ]
         last = {rep: max(i for i, (r, _, _) in enumerate(every) if r == rep) for rep in REPRESENTATIONS}
         results = Results(
@@ -235,6 +233,7 @@ def main(
         write_text_atomic(metrics, json.dumps(results.to_json() | {"standard": standard}, indent=2) + "\n")
         write_text_atomic(curves, json.dumps(rows, indent=1) + "\n")
         write_text_atomic(importance, json.dumps(importance_matrix) + "\n")
+        write_text_atomic(critic_curves, json.dumps(critic_rows, indent=1) + "\n")
         write_text_atomic(retrieval, json.dumps(examples, indent=2) + "\n")
         dep, paper, wide = results.dependence, results.held_out["paper"], results.held_out["wide"]
         typer.echo(

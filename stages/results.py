@@ -23,6 +23,7 @@ from stages import params as P
 METRICS_FILE = "metrics/evaluate.json"
 PARAMS_FILE = "params.yaml"
 CURVES_FILE = "metrics/curves.json"
+CRITIC_CURVES_FILE = "metrics/critic_curves.json"
 CURVES_COLUMN = f"{CURVES_FILE}:rows"  # not DVC's: the file's rows, added to an experiment's row by _exp_show
 TRAINING_FILE = "metrics/train_exclusive/metrics.json"
 TRAINING_FIGURES = {"loss.adv_discriminator": "adv_discriminator"}  # column -> name in the study's figures
@@ -99,12 +100,22 @@ def _exp_show() -> list[dict]:
 def _curves_at(repo, rev: str) -> list[dict] | None:
     """The experiment commit's curves.json (committed with it: `cache: false` in dvc.yaml), or None
     where it has none (made before snapshots, or snapshot_every 0)."""
+    fs = repo.scm.get_fs(rev)
     try:
-        return json.loads(repo.scm.get_fs(rev).read_text(CURVES_FILE))
+        rows = json.loads(fs.read_text(CURVES_FILE))
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as e:
         raise DismiError(f"{CURVES_FILE} of experiment commit {rev} is not JSON ({e}): rerun that experiment") from None
+    try:  # each critic's loss per E snapshot, as the curve rows' critic_<critic>_loss (studies.curve_figures)
+        critics = json.loads(fs.read_text(CRITIC_CURVES_FILE))
+    except (FileNotFoundError, json.JSONDecodeError):
+        critics = []
+    return rows + [
+        {"representation": "exclusive", "probe": "critic", "iteration": r["iteration"]}
+        | {f"critic_{c}_loss": v for c, v in r.items() if c != "iteration"}
+        for r in critics
+    ]
 
 
 def main(

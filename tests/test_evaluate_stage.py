@@ -88,6 +88,7 @@ def _elsewhere(tmp_path: Path) -> dict:
         retrieval=tmp_path / "r.json",
         curves=tmp_path / "c.json",
         importance=tmp_path / "i.json",
+        critic_curves=tmp_path / "cc.json",
     )
 
 
@@ -135,15 +136,12 @@ def test_dependence_is_measured_for_every_exclusive_snapshot_by_both_critics(pro
     and the JSD each loss implies; a missing critic or a loss mislabelled as the calibration fails."""
     dep = json.loads((project / "metrics" / "evaluate.json").read_text())["dependence"]
     assert dep["chance_loss"] == pytest.approx(2 * math.log(2))
-    rows = json.loads((project / "metrics" / "curves.json").read_text())
+    rows = json.loads((project / "metrics" / "critic_curves.json").read_text())
+    assert [r["iteration"] for r in rows] == [10, 20, 30]
+    assert all(set(r) == {"iteration", "paper", "separable"} for r in rows)  # one shape: DVC draws it
     for critic in ("paper", "separable"):
         d = dep[critic]
-        for probe in ("paper", "wide"):
-            e_rows = [r for r in rows if r["representation"] == "exclusive" and r["probe"] == probe]
-            assert [r["iteration"] for r in e_rows] == [10, 20, 30]
-            assert e_rows[-1][f"critic_{critic}_loss"] == d["loss"]
-            assert all(r[f"critic_{critic}_loss"] > 0 for r in e_rows)
-        assert not any(f"critic_{critic}_loss" in r for r in rows if r["representation"] == "shared")
+        assert rows[-1][critic] == d["loss"] and all(r[critic] > 0 for r in rows)
         for loss, jsd in ((d["loss"], d["jsd"]), (d["calibration_loss"], d["calibration_jsd"])):
             assert loss > 0 and jsd == pytest.approx(math.log(2) - loss / 2)
 

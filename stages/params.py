@@ -309,89 +309,30 @@ class TrainExclusive(_Training):
         symbol="λ_adv",
         check=_nonneg,
     )
-    # Independence options (docs/facts.md): each default is the paper's adversary as the code ran it before.
-    d_steps: int = knob(
-        "d_steps",
-        1,
-        "an integer >= 1",
-        "discriminator updates per encoder update, each on a fresh shuffle of the batch (paper: 1)",
-        check=_positive_int,
-    )
-    lr_d: float = knob(
-        "lr_d",
-        0.0,
-        "a number >= 0 (0 = lr_ex)",
-        "the discriminator's Adam learning rate; 0 = lr_ex, the paper's single learning rate",
-        check=_nonneg,
-    )
-    adv_loss: str = knob(
-        "adv_loss",
-        "nonsaturating",
-        "'nonsaturating' or 'reversal'",
-        "encoder's side of eq. 10: nonsaturating (make joint look shuffled) or reversal "
-        "(maximise D's whole loss, eq. 10 read literally)",
-        check=_one_of("nonsaturating", "reversal"),
-    )
-    d_refresh_every: int = knob(
-        "d_refresh_every",
-        0,
-        "an integer >= 0 (0 = off)",
-        "every that many iterations re-initialise D and train it d_refresh_steps steps on "
-        "the current codes of 4,096 train images (0 = off; a departure)",
-        check=_nonneg,
-    )
-    d_refresh_steps: int = knob(
-        "d_refresh_steps",
-        600,
-        "an integer >= 1",
-        "steps of each refreshed discriminator's training (with d_refresh_every > 0)",
-        check=_positive_int,
-    )
-    lambda_hsic: float = knob(
-        "lambda_hsic",
-        0.0,
-        "a number >= 0 (0 = off)",
-        "weight of the normalised HSIC between S and E per view, median-bandwidth Gaussian "
-        "kernels (0 = off; a departure)",
-        symbol="λ_HSIC",
-        check=_nonneg,
-    )
-    hsic_kernel: str = knob(
-        "hsic_kernel",
-        "joint",
-        "'joint' or 'whitened'",
-        "lambda_hsic's kernel on E: joint (E as it comes) or whitened (E whitened over the batch, so no "
-        "direction of E hides a dependence under the larger ones; a departure)",
-        check=_one_of("joint", "whitened"),
-    )
-    hsic_with: str = knob(
-        "hsic_with",
-        "shared",
-        "'shared', 'switched' or 'pair'",
-        "what lambda_hsic holds E independent of: shared (S of the same image), switched (S of the pair's "
-        "other image: X's shared factors without X's hues, as eq. 5 pairs C(X) with S_Y; a departure) or "
-        "pair (E of the pair's other image: a pair shares only the shared factors, so the hues are spared; "
-        "a departure)",
-        check=_one_of("shared", "switched", "pair"),
-    )
-    hsic_start: int = knob(
-        "hsic_start",
-        0,
-        "an integer >= 0 (0 = from the first iteration)",
-        "iteration from which lambda_hsic's term enters the objective: a warm-up in which E first learns "
-        "what the MI terms give it (a departure when > 0)",
-        check=_nonneg,
-    )
-
     negatives: str = knob(
         "negatives_ex",
         "batch",
-        "'batch' or 'partner'",
+        "'batch', 'partner' or 'conditional'",
         "whose representation the MI terms (eq. 8) score each feature map with as a negative: batch (another "
-        "image of the batch, the paper) or partner (the pair's other image, which shares scale, shape and "
-        "orientation, so only what tells a pair apart is worth holding in E; a departure)",
-        check=_one_of("batch", "partner"),
+        "image of the batch, the paper), partner (the pair's other image; a departure) or conditional (the "
+        "other images of a group of neighbours_ex + 1 pairs nearest by S, InfoNCE over the group; a departure)",
+        check=_one_of("batch", "partner", "conditional"),
     )
+    neighbours: int = knob(
+        "neighbours_ex",
+        7,
+        "an integer >= 1 that with 1 divides batch_size",
+        "negatives_ex conditional: nearest train pairs by S drawn with each anchor pair (2 (k + 1) - 1 negatives "
+        "per image)",
+        check=_positive_int,
+    )
+
+    def __post_init__(self):
+        if self.negatives == "conditional" and self.batch_size % (self.neighbours + 1):
+            raise DismiError(
+                f"neighbours_ex is {self.neighbours}, so batch_size ({self.batch_size}) must be a multiple of "
+                f"{self.neighbours + 1}: change either"
+            )
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,7 @@ The shared encoder comes frozen, in eval mode, from the shared stage's model fil
 shared stage (see stages/_driver.py: loss/total, mi/global, mi/local, ...), with loss/adv_encoder (the
 encoder's adversarial term), loss/adv_discriminator (D's loss) and acc_wide/exclusive/<factor> instead of
 loss/l1.
-With the independence options (docs/facts.md, "Independence options") also loss/hsic (lambda_hsic > 0)
-and loss/d_refresh (d_refresh_every > 0); with online_earlier, loss/classifier_earlier and
+With online_earlier, also loss/classifier_earlier and
 acc_earlier/exclusive/<factor>, the earlier implementations' protocol (training batches).
 """
 

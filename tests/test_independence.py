@@ -139,27 +139,6 @@ def test_with_every_option_off_the_mi_terms_keep_the_planted_shared_factor_in_e(
     assert acc["a"] >= READABLE, acc  # 1.0 here
 
 
-OPTIONS = {
-    "hsic": dict(lambda_hsic=3.0),
-    "hsic on whitened E": dict(lambda_hsic=3.0, hsic_kernel="whitened"),
-    "hsic on whitened E against the partner's S": dict(lambda_hsic=3.0, hsic_kernel="whitened", hsic_with="switched"),
-    # E_X and E_Y are both noisy copies of a, so their dependence is fainter than E's with a clean S: at 16
-    # pairs the batch HSIC sits at its floor while a probe still reads a (0.93 / 0.79); 64 is the profile's.
-    "hsic between the pair's two E": dict(lambda_hsic=3.0, hsic_with="pair", batch=64),
-    "hsic between the pair's two whitened E": dict(lambda_hsic=3.0, hsic_kernel="whitened", hsic_with="pair", batch=64),
-    "stronger adversary (d_steps, lr_d)": dict(lambda_adv=1.0, d_steps=5, lr_d=1e-3),
-    "gradient reversal": dict(lambda_adv=1.0, adv_loss="reversal"),
-    "refreshed discriminator": dict(lambda_adv=1.0, d_refresh_every=50, d_refresh_steps=100),
-}
-
-
-@pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
-def test_each_independence_option_takes_the_planted_shared_factor_out_of_e(planted, options):
-    acc = _trained(planted, **options)
-    assert acc["a"] <= 1 / A + CHANCE_TOLERANCE, acc  # 0.24-0.28 here (seed 0); 1.0 with the options off
-    assert acc["b"] >= 0.4, acc  # and E is not emptied: its own factor stays above chance (0.25)
-
-
 # Partner negatives take nothing out themselves: they stop the MI terms from paying for the shared factor,
 # so that an adversary too weak to win against the paper's negatives wins. Seeds 0-2 at this weight: a read
 # at 0.84 / 0.63 / 0.62 with the paper's negatives, 0.31 / 0.25 / 0.25 with the partner's; b kept.
@@ -197,12 +176,12 @@ def _planted_batch(planted, n_pairs: int = 64):
     return to_input(images), classes, losses.other_in_view(n_pairs, torch.Generator().manual_seed(4), CPU)
 
 
-def _terms(trainer: ExclusiveTrainer, batch, shuffle=None) -> dict[str, torch.Tensor]:
+def _terms(trainer: ExclusiveTrainer, batch) -> dict[str, torch.Tensor]:
     x, classes, negatives = batch
     with torch.no_grad():
         s, fmap_sh = trainer.shared(x)
     e, fmap_ex = trainer.model.encoder(x)
-    return trainer.model(s, fmap_sh, e, fmap_ex, classes, negatives, shuffle)
+    return trainer.model(s, fmap_sh, e, fmap_ex, classes, negatives)
 
 
 def _sgd_step_on_encoder(trainer: ExclusiveTrainer, loss: torch.Tensor, lr: float = 0.05) -> float:
@@ -216,149 +195,39 @@ def _sgd_step_on_encoder(trainer: ExclusiveTrainer, loss: torch.Tensor, lr: floa
     return sum(0.0 if g is None else g.abs().sum().item() for g in grads)
 
 
-@pytest.mark.parametrize(
-    "kernel, hsic_with",
-    [("joint", "shared"), ("whitened", "shared"), ("whitened", "switched"), ("joint", "pair"), ("whitened", "pair")],
-)
-def test_the_hsic_term_is_weighted_into_the_objective_reaches_e_and_a_step_lowers_the_dependence(
-    planted, kernel, hsic_with
-):
-    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_hsic=2.0, hsic_kernel=kernel, hsic_with=hsic_with)
-    batch = _planted_batch(planted)
-    terms = _terms(trainer, batch)
-    assert terms["total"].item() == pytest.approx(2.0 * terms["hsic"].item(), rel=1e-5)  # + lambda * HSIC
-    before = terms["hsic"].item()
-    assert before > 0.4  # E starts as a copy of a: S and E strongly dependent (E's other coordinate is not)
-    assert _sgd_step_on_encoder(trainer, terms["total"]) > 0
-    assert _terms(trainer, batch)["hsic"].item() < before
-
-
-@pytest.mark.parametrize("kernel", ["joint", "whitened"])
-def test_the_pair_term_spares_a_factor_e_owns_even_when_s_leaked_it(planted, kernel):
-    # The mistake: penalising a hue E rightly holds because S holds some of it too. S here is the own
-    # factor b itself and E holds b and noise only: the S-based term reads them as dependent, the pair's
-    # two E (independent b of X and of Y) are not, and the pair term never looks at S.
-    def term(hsic_with: str) -> float:
-        trainer = planted_trainer(
-            shared=((0, 1.0, 0, 0),),  # S = b
-            encoder=((0, 1.0, 0, 0), (0, 0, 0, 1.0)),  # E = (b, n2)
-            lambda_hsic=1.0,
-            hsic_kernel=kernel,
-            hsic_with=hsic_with,
-        )
-        return _terms(trainer, _planted_batch(planted))["hsic"].item()
-
-    shared, pair = term("shared"), term("pair")
-    assert shared > 0.5, shared  # 2 views: up to 2
-    assert pair < 0.15 * shared, (pair, shared)
-
-
-def test_before_hsic_start_the_term_is_measured_but_moves_nothing_and_from_it_on_it_counts(planted):
-    """Catches a warm-up that still trains on the term (or never switches it on), or that stops logging it."""
-    data, train = planted
-    options = dict(lambda_hsic=3.0, hsic_kernel="whitened", hsic_with="switched")
-    off, warm, on = planted_trainer(), planted_trainer(**options, hsic_start=5), planted_trainer(**options)
-    for trainer in (off, warm, on):
-        trainer.run(train, BATCH, 5)
-    assert not warm.model.hsic_on and warm.sums[list(warm.terms).index("hsic")] > 0  # measured meanwhile
-    for k, v in off.model.encoder.state_dict().items():
-        assert torch.equal(warm.model.encoder.state_dict()[k], v), k  # as if lambda_hsic were 0
-        assert not torch.equal(on.model.encoder.state_dict()[k], v), k
-    # A warmed-up E holds a more firmly: 150 iterations under the term left it at 0.41, 295 at chance (seed 0)
-    warm.run(train, BATCH, 2 * ITERS - 5)
-    assert warm.model.hsic_on
-    read = readable(warm, data)
-    assert read["a"] <= 1 / A + CHANCE_TOLERANCE and read["b"] >= READABLE  # a out of E, b kept
-
-
-def _trained_discriminator(planted, **options) -> ExclusiveTrainer:
-    """A planted trainer whose D has been trained (a refresh) to tell joint from shuffled codes."""
-    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0, d_refresh_every=1, d_refresh_steps=150, **options)
-    trainer.refresh_discriminator(planted[1], 32)
+def _trained_discriminator(planted) -> ExclusiveTrainer:
+    """A planted trainer (MI terms off, lambda_adv 1) whose D has been trained to tell joint from shuffled codes."""
+    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_adv=1.0)
+    (adversary,) = trainer.model.terms
+    opt = torch.optim.Adam(adversary.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(6)
+    x = _planted_batch(planted)[0]
+    with torch.no_grad():
+        s, e = trainer.shared(x)[0], trainer.model.encoder(x)[0]
+    for _ in range(150):
+        opt.zero_grad()
+        adversary.own_loss(s, e, g).backward()
+        opt.step()
     return trainer
 
 
-@pytest.mark.parametrize("adv_loss", losses.ADV_LOSSES)
-def test_the_adversarial_term_reaches_e_and_a_step_makes_joint_codes_harder_for_d_to_tell(planted, adv_loss):
-    trainer = _trained_discriminator(planted, adv_loss=adv_loss)
-    assert trainer.refresh_loss.item() < 2 * math.log(2) - 0.1  # the refreshed D sees the planted dependence
+def test_the_adversarial_term_reaches_e_and_a_step_makes_joint_codes_harder_for_d_to_tell(planted):
+    trainer = _trained_discriminator(planted)
+    (adversary,) = trainer.model.terms
     batch = _planted_batch(planted)
     shuffle = losses.other_in_view(len(batch[0]) // 2, torch.Generator().manual_seed(5), CPU)
 
     def d_loss() -> float:  # D (fixed) on joint vs shuffled codes of the batch: higher = less dependence seen
         with torch.no_grad():
             s = trainer.shared(batch[0])[0]
-            return trainer.model.discriminator_loss(s, trainer.model.encoder(batch[0])[0], shuffle).item()
+            return adversary.discriminator_loss(s, trainer.model.encoder(batch[0])[0], shuffle).item()
 
-    terms = _terms(trainer, batch, shuffle)
-    assert terms["total"].item() == pytest.approx(terms["adv_encoder"].item(), rel=1e-5)  # lambda_adv 1, + sign
-    if adv_loss == "reversal":
-        assert terms["adv_encoder"].item() == pytest.approx(-d_loss(), rel=1e-5)  # minus D's whole loss
-        # eq. 10 literally: E gets minus the gradient of D's loss through joint AND shuffled samples
-        with torch.no_grad():
-            s = trainer.shared(batch[0])[0]
-        e = trainer.model.encoder(batch[0])[0].detach().requires_grad_(True)
-        (mine,) = torch.autograd.grad(trainer.model.encoder_adversarial_loss(s, e, shuffle), e)
-        (d_grad,) = torch.autograd.grad(trainer.model.discriminator_loss(s, e, shuffle), e)
-        assert torch.allclose(mine, -d_grad, atol=1e-7) and d_grad.abs().sum() > 0
     before = d_loss()
+    assert before < 2 * 2 * math.log(2) - 0.2  # the trained D sees the planted dependence (2 views)
+    terms = _terms(trainer, batch)
+    assert terms["total"].item() == pytest.approx(terms["adv_encoder"].item(), rel=1e-5)  # lambda_adv 1, + sign
     assert _sgd_step_on_encoder(trainer, terms["total"]) > 0
     assert d_loss() > before
-
-
-def test_d_steps_updates_d_that_many_times_per_iteration_at_its_own_learning_rate(planted):
-    trainer = planted_trainer(lambda_adv=1.0, d_steps=3, lr_d=4e-4)
-    trainer.run(planted[1], BATCH, 2)
-    d_opt = trainer.optimizers["discriminator"]
-    assert d_opt.param_groups[0]["lr"] == 4e-4 and trainer.optimizers["main"].param_groups[0]["lr"] == LR
-    assert {d_opt.state[p]["step"].item() for p in trainer.model.discriminator.parameters()} == {6.0}
-    assert {trainer.optimizers["main"].state[p]["step"].item() for p in trainer.model.encoder.parameters()} == {2.0}
-    # lr_d 0 is "lr_ex": the paper's single learning rate, today's behaviour
-    assert planted_trainer().optimizers["discriminator"].param_groups[0]["lr"] == LR
-
-
-def test_a_refresh_reinitialises_d_deterministically_and_leaves_the_real_encoder_as_it_was(tiny_pairs):
-    shared = seeded(lambda: Encoder(2, 4), torch.Generator().manual_seed(5)).eval()
-    train = DevicePairs(tiny_pairs(), TRAIN, CPU)
-
-    def refreshed(iteration: int, scramble: bool = False) -> tuple[ExclusiveTrainer, dict]:
-        trainer = ExclusiveTrainer(
-            shared=shared,
-            width=2,
-            dim=4,
-            alpha=0.5,
-            beta=1.0,
-            lambda_adv=0.1,
-            lr=1e-3,
-            seed=0,
-            device=CPU,
-            d_refresh_every=5,
-            d_refresh_steps=3,
-        )
-        trainer.iteration = iteration
-        if scramble:  # the D the game left: a refresh must forget it
-            with torch.no_grad():
-                for p in trainer.model.discriminator.parameters():
-                    p.mul_(-3.0).add_(0.1)
-        encoder = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}  # weights, BN statistics
-        trainer.refresh_discriminator(train, 4)
-        for k, v in trainer.model.encoder.state_dict().items():
-            assert torch.equal(v, encoder[k]), k
-        return trainer, {k: v.clone() for k, v in trainer.model.discriminator.state_dict().items()}
-
-    (first, d1), (_, d1_again), (_, d2) = refreshed(5), refreshed(5, scramble=True), refreshed(10)
-    assert all(torch.equal(d1[k], d1_again[k]) for k in d1)  # re-initialised, seeded: whatever D was before
-    assert any(not torch.equal(d1[k], d2[k]) for k in d1)  # each refresh its own draw
-    assert first.refresh_loss is not None and first.optimizers["discriminator"].param_groups[0]["lr"] == 1e-3
-    # in the loop: a refresh before the steps of iterations 5 and 10, none at 0
-    seen = []
-    first.refresh_discriminator = lambda train, batch_size: seen.append(first.iteration)
-    first.iteration = 0
-    first.run(train, 4, 11)
-    assert seen == [5, 10]
-
-
-# --------------------------------------------------------------------------- the earlier implementations' protocol
 
 
 def _image_trainers(online_earlier: bool):
@@ -458,20 +327,8 @@ def test_with_the_earlier_protocol_off_nothing_of_it_is_logged(tiny_pairs):
 
 # --------------------------------------------------------------------------- knobs: params.yaml -> trainer
 
-NEW_KNOBS = dict(
-    d_steps=3,
-    lr_d=7e-4,
-    adv_loss="reversal",
-    d_refresh_every=17,
-    d_refresh_steps=19,
-    lambda_hsic=0.37,
-    hsic_kernel="whitened",
-    hsic_with="switched",
-    hsic_start=11,
-    negatives_ex="partner",
-    online_earlier=True,
-)
-TRAINER_NAMES = {"negatives_ex": "negatives"}  # params.yaml name -> the trainer's argument, where they differ
+NEW_KNOBS = dict(lambda_adv=0.37, negatives_ex="conditional", neighbours_ex=3, online_earlier=True)
+TRAINER_NAMES = {"negatives_ex": "negatives", "neighbours_ex": "neighbours"}  # params.yaml name -> the trainer's argument, where they differ
 
 
 class _Stop(Exception):
@@ -502,16 +359,9 @@ def test_the_new_knobs_reach_the_trainer_from_params_yaml(
 @pytest.mark.parametrize(
     "key, value",
     [
-        ("d_steps", 0),
-        ("lr_d", -1e-3),
-        ("adv_loss", "literal"),
-        ("d_refresh_every", -1),
-        ("d_refresh_steps", 0),
-        ("lambda_hsic", -0.1),
-        ("hsic_kernel", "diagonal"),
-        ("hsic_with", "partner"),
-        ("hsic_start", -1),
+        ("lambda_adv", -0.1),
         ("negatives_ex", "shuffled"),
+        ("neighbours_ex", 0),
         ("online_earlier", "yes"),
     ],
 )
@@ -521,20 +371,16 @@ def test_a_bad_independence_knob_is_one_line_naming_it(tmp_path, key, value, par
     assert "\n" not in str(e.value)
 
 
+def test_neighbours_that_do_not_split_the_batch_into_groups_are_one_line_naming_both(tmp_path, params_file):
+    with pytest.raises(DismiError, match="neighbours_ex is 6, so batch_size") as e:
+        P.TrainExclusive.load(params_file(tmp_path, negatives_ex="conditional", neighbours_ex=6))
+    assert "\n" not in str(e.value)
+    P.TrainExclusive.load(params_file(tmp_path, negatives_ex="partner", neighbours_ex=6))  # unused: no constraint
+
+
 def test_the_defaults_are_the_paper_adversary_as_before():
     cfg = P.TrainExclusive.defaults()
-    assert (
-        cfg.d_steps,
-        cfg.lr_d,
-        cfg.adv_loss,
-        cfg.d_refresh_every,
-        cfg.lambda_hsic,
-        cfg.hsic_kernel,
-        cfg.hsic_with,
-        cfg.hsic_start,
-        cfg.negatives,
-        cfg.online_earlier,
-    ) == (1, 0.0, "nonsaturating", 0, 0.0, "joint", "shared", 0, "batch", False)
+    assert (cfg.lambda_adv, cfg.negatives, cfg.online_earlier) == (0.01, "batch", False)
 
 
 def _through_a_file(state: dict) -> dict:
@@ -545,22 +391,10 @@ def _through_a_file(state: dict) -> dict:
     return torch.load(buffer, weights_only=True)
 
 
-def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stopped():
+@pytest.mark.parametrize("negatives", ["partner", "conditional"])
+def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stopped(negatives):
     data = planted_pairs(n_pairs=120, n_test=20)
-    options = dict(
-        lambda_adv=0.5,
-        d_steps=2,
-        lr_d=1e-3,
-        adv_loss="reversal",
-        d_refresh_every=3,
-        d_refresh_steps=4,
-        lambda_hsic=0.5,
-        hsic_kernel="whitened",
-        hsic_with="switched",
-        hsic_start=6,  # switched on after the checkpoint the resumed run starts from
-        negatives="partner",
-        online_earlier=True,
-    )
+    options = dict(lambda_adv=0.5, negatives=negatives, neighbours=3, online_earlier=True)
 
     def fit(trainer, iters, states, logs):
         trainer.fit(
@@ -575,11 +409,11 @@ def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stop
 
     unbroken, states, logs = planted_trainer(**options), [], []
     fit(unbroken, 8, states, logs)
-    assert {"loss/hsic", "loss/d_refresh", f"{EARLIER.online_prefix}/exclusive/shape"} <= set(logs[-1])
+    assert {"loss/adv_discriminator", f"{EARLIER.online_prefix}/exclusive/shape"} <= set(logs[-1])
     resumed, resumed_logs = planted_trainer(**options), []
-    resumed.load_state_dict(states[0])  # the checkpoint at iteration 4 (between two refreshes, mid-interval)
+    resumed.load_state_dict(states[0])  # the checkpoint at iteration 4 (mid-interval)
     assert resumed.iteration == 4
     fit(resumed, 8, [], resumed_logs)
-    assert resumed_logs == logs[1:]  # iterations 6 and 8: the tallies since 3 and the refresh at 3 came back
+    assert resumed_logs == logs[1:]  # iterations 6 and 8: the tallies since 3 came back
     for k, v in unbroken.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k

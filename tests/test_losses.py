@@ -115,120 +115,27 @@ def test_softmax_then_cross_entropy_is_the_earlier_implementations_double_softma
     assert losses.softmax_then_cross_entropy(padded, target).item() == pytest.approx(math.log1p(math.exp(-0.5)))
 
 
-def test_reversal_loss_is_minus_the_discriminators_whole_loss():
-    joint, shuffled = torch.tensor([0.3, -1.0]), torch.tensor([2.0, 0.5])
-    assert losses.discriminator_reversal_loss(joint, shuffled).item() == pytest.approx(
-        -losses.discriminator_loss(joint, shuffled).item()
-    )
+def test_infonce_is_ln_n_minus_the_cross_entropy_of_picking_the_joint_sample_by_hand():
+    # scores [ln 3, 0, 0]: softmax picks column 0 with 3/5, so the estimate is ln 3 + ln 3/5
+    scores = torch.tensor([[math.log(3), 0.0, 0.0]])
+    assert losses.infonce_mi(scores).item() == pytest.approx(math.log(3) + math.log(3 / 5))
+    # uninformative scores give 0 nats; a sure pick tends to the bound ln N
+    assert losses.infonce_mi(torch.zeros(4, 8)).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.infonce_mi(torch.tensor([[50.0, 0.0, 0.0, 0.0]])).item() == pytest.approx(math.log(4), abs=1e-6)
+    # per location (n, N, L): the mean over rows and locations
+    two = torch.stack([torch.zeros(1, 3), torch.tensor([[math.log(3), 0.0, 0.0]])], 2)  # (1, 3, 2)
+    assert losses.infonce_mi(two).item() == pytest.approx((math.log(3) + math.log(3 / 5)) / 2)
 
 
-def test_gaussian_gram_uses_the_median_squared_distance_as_bandwidth():
-    k = losses.gaussian_gram(torch.tensor([[0.0], [1.0]]))  # d^2 = 1 = the median: exp(-1/2)
-    assert torch.allclose(k, torch.tensor([[1, math.exp(-0.5)], [math.exp(-0.5), 1]]))
-    k = losses.gaussian_gram(torch.tensor([[0.0], [1.0], [3.0]]))  # d^2 in {1, 4, 9}, median 4
-    assert k[0, 1].item() == pytest.approx(math.exp(-1 / 8)) and k[1, 2].item() == pytest.approx(math.exp(-4 / 8))
-
-
-def test_hsic_of_two_points_by_hand():
-    # n = 2: H K H = (1 - k) / 2 [[1, -1], [-1, 1]], so tr(KHLH) / (n - 1)^2 = (1 - k)(1 - l)
-    k, l = torch.tensor([[1.0, 0.2], [0.2, 1.0]]), torch.tensor([[1.0, 0.6], [0.6, 1.0]])
-    assert losses.hsic(k, l).item() == pytest.approx(0.8 * 0.4)
-
-
-def test_normalised_hsic_is_zero_for_independent_one_for_identical_and_blind_to_scale():
-    # A 2 x 2 design: S the first coordinate, E the second; each value of one meets each of the other once.
-    s, e = torch.tensor([[0.0], [0.0], [1.0], [1.0]]), torch.tensor([[0.0], [1.0], [0.0], [1.0]])
-    assert losses.normalised_hsic(s, e).item() == pytest.approx(0.0, abs=1e-5)  # centred Grams orthogonal
-    assert losses.normalised_hsic(s, s).item() == pytest.approx(1.0)
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(32, 3, generator=g), torch.randn(32, 2, generator=g)
-    mixed = torch.cat([a[:, :1], b], 1)  # E holds a copy of one of S's coordinates
-    value = losses.normalised_hsic(a, mixed).item()
-    # E cannot shrink (or grow) its way out: the median bandwidth scales with it
-    assert losses.normalised_hsic(a, 1e-3 * mixed).item() == pytest.approx(value, rel=1e-4)
-    assert losses.normalised_hsic(a, 50 * mixed).item() == pytest.approx(value, rel=1e-4)
-    assert value > losses.normalised_hsic(a, b).item() + 0.1  # the shared coordinate shows
-
-
-def test_whitened_gives_a_batch_unit_variance_in_every_direction_and_passes_gradients():
-    g = torch.Generator().manual_seed(2)
-    z = (torch.randn(200, 3, generator=g) @ torch.tensor([[5.0, 0, 0], [4.0, 0.1, 0], [0, 0, 0.01]])).requires_grad_()
-    w = losses.whitened(z, shrinkage=0.0)
-    assert torch.allclose(w.T @ w / 199, torch.eye(3), atol=1e-4)  # identity covariance, whatever z's scales
-    assert torch.allclose(w.mean(0), torch.zeros(3), atol=1e-5)
-    shrunk = losses.whitened(z.detach())  # shrinkage damps only the directions far below the mean variance
-    assert (shrunk.T @ shrunk / 199).diagonal()[2].item() < 0.01
-    (grad,) = torch.autograd.grad((w[:, 0] * torch.randn(200, generator=g)).sum(), z)
-    assert grad.abs().sum() > 0
-
-
-def _hues_and_a_hidden_factor(g: torch.Generator, n: int = 64, scale: float = 0.3, dependent: bool = True):
-    """S holds a 4-valued factor f; E is three 10-valued "hues" spread over 64 coordinates plus f (or an
-    independent copy of its distribution) along one direction at `scale`, small beside the hues' spread."""
-    f = torch.randint(0, 4, (n, 1), generator=g).float()
-    s = torch.cat([f + 0.1 * torch.randn(n, 1, generator=g), 0.3 * torch.randn(n, 63, generator=g)], 1)
-    hues = torch.randint(0, 10, (n, 3), generator=g).float()
-    e = hues @ torch.randn(3, 64, generator=g) + 0.05 * torch.randn(n, 64, generator=g)
-    g_ = f if dependent else torch.randint(0, 4, (n, 1), generator=g).float()
-    return s, e + scale * g_ @ torch.randn(1, 64, generator=g)
-
-
-def test_whitened_hsic_sees_a_factor_hidden_under_larger_hue_directions_that_the_joint_kernel_misses():
-    # The mistake it catches: one Gaussian kernel on E as it comes. E's distances, hence its Gram, are ruled
-    # by the hue directions; a shared factor kept along a small direction barely moves them (a probe reads it
-    # back), so the joint measure reads it as it reads an independent E. Means of 5 batches of 64.
-    g = torch.Generator().manual_seed(0)
-
-    def mean(measure, dependent):
-        return sum(measure(*_hues_and_a_hidden_factor(g, dependent=dependent)).item() for _ in range(5)) / 5
-
-    joint = mean(losses.normalised_hsic, True) - mean(losses.normalised_hsic, False)
-    whitened = mean(losses.whitened_hsic, True) - mean(losses.whitened_hsic, False)
-    assert abs(joint) < 0.03  # blind: 0.170 against 0.170 here
-    assert whitened > 0.15  # 0.42 against 0.18 here
-    # and whitening makes it blind to E's scale and to a rotation of E
-    s, e = _hues_and_a_hidden_factor(g)
-    q, _ = torch.linalg.qr(torch.randn(64, 64, generator=g))
-    value = losses.whitened_hsic(s, e).item()
-    assert losses.whitened_hsic(s, 1e-3 * e).item() == pytest.approx(value, rel=1e-3)
-    assert losses.whitened_hsic(s, e @ q).item() == pytest.approx(value, rel=1e-2)
-
-
-def test_the_switched_term_spares_hues_that_s_leaks_and_still_sees_a_shared_factor_in_e():
-    # The mistake it catches: holding E_X independent of S_X when S_X leaks some of X's hue. An E that holds
-    # only X's hue is then penalised for the hue itself; S_Y (the pair's other image) has X's shared factor
-    # and Y's hue, drawn independently of X's, so against S_Y only a shared factor in E counts.
-    from dismi.model.objectives import ExclusiveModel
-
-    g = torch.Generator().manual_seed(5)
-    n = 64
-    f = torch.randint(0, 4, (n, 1), generator=g).float()  # the pair's shared factor
-    hue_x, hue_y = (torch.randint(0, 10, (n, 1), generator=g).float() for _ in range(2))
-    s = torch.cat([torch.cat([f, 0.5 * h], 1) for h in (hue_x, hue_y)])  # S_X then S_Y: f and a hue leak
-    only_hue = torch.cat([hue_x, hue_y]) + 0.1 * torch.randn(2 * n, 1, generator=g)
-    with_factor = torch.cat([only_hue, torch.cat([f, f])], 1)
-
-    def term(hsic_with, e):
-        model = ExclusiveModel(
-            1, 2, 1, 1, alpha=0, beta=0, lambda_adv=0, lambda_hsic=1, hsic_kernel="whitened", hsic_with=hsic_with
-        )
-        return model.dependence(s, e).item() / 2  # per view
-
-    assert term("shared", only_hue) > 0.5  # the leak: E_X's hue against S_X's (0.82 here)
-    assert term("switched", only_hue) < 0.1  # X's hue against S_Y: independent (0.06)
-    assert term("switched", with_factor) > term("switched", only_hue) + 0.2  # the shared factor counts (0.36)
-
-
-def test_gaussian_gram_sends_no_gradient_through_its_bandwidth():
-    # The median bandwidth is detached: the gradient is that of a kernel whose bandwidth is a constant.
-    g = torch.Generator().manual_seed(1)
-    z, w = torch.randn(9, 3, generator=g).requires_grad_(True), torch.randn(9, 9, generator=g)
-    (mine,) = torch.autograd.grad((losses.gaussian_gram(z) * w).sum(), z)
-    d2 = losses.squared_distances(z)
-    bandwidth = d2[~torch.eye(9, dtype=torch.bool)].median().item()  # a plain number
-    (constant,) = torch.autograd.grad((torch.exp(-d2 / (2 * bandwidth)) * w).sum(), z)
-    assert torch.allclose(mine, constant, atol=1e-6) and mine.abs().sum() > 0
-
+def test_group_candidates_list_each_image_first_then_the_other_images_of_its_group():
+    c = losses.group_candidates(4, 2, torch.device("cpu"))  # pairs (0, 1) and (2, 3); X rows 0-3, Y rows 4-7
+    assert c[:, 0].tolist() == list(range(8))
+    for row in range(8):
+        group = (row % 4) // 2
+        members = {2 * group, 2 * group + 1, 4 + 2 * group, 5 + 2 * group}
+        assert set(c[row].tolist()) == members  # its group, every member once
+    with pytest.raises(ValueError, match="groups of 3"):
+        losses.group_candidates(4, 3, torch.device("cpu"))
 
 class _SpyStatistics(nn.Module):
     """Scores 0 and records which representation each feature map was paired with."""
@@ -278,12 +185,21 @@ def test_unswitched_ablation_scores_each_map_with_its_own_representation():
     assert torch.allclose(negative[:b], s_x[negatives[:b]]) and torch.allclose(negative[b:], s_y[negatives[b:] - b])
 
 
+def _exclusive_model(lambda_adv=0.01):
+    from dismi.model.terms import Adversary
+
+    return ExclusiveModel(
+        2, 3, 2, 4, alpha=0.5, beta=1.0, terms=lambda s_dim, e_dim: [Adversary(s_dim, e_dim, weight=lambda_adv)]
+    )
+
+
 def test_exclusive_terms_score_each_map_with_its_own_full_representation_and_d_sees_joint_vs_shuffled():
     torch.manual_seed(0)
-    model = ExclusiveModel(2, 3, 2, 4, alpha=0.5, beta=1.0, lambda_adv=0.01)
+    model = _exclusive_model()
     model.global_net = _SpyStatistics()
     seen = []
-    model.discriminator.register_forward_hook(lambda m, args, out: seen.append(args))
+    (adversary,) = model.terms
+    adversary.discriminator.register_forward_hook(lambda m, args, out: seen.append(args))
     n = 3
     s, e = torch.randn(2 * n, 3), torch.randn(2 * n, 4)
     fmap_sh, fmap_ex = torch.randn(2 * n, 16, 5, 5), torch.randn(2 * n, 16, 5, 5)
@@ -294,6 +210,40 @@ def test_exclusive_terms_score_each_map_with_its_own_full_representation_and_d_s
     assert torch.equal(joint, r) and torch.equal(negative, r[negatives])
     assert torch.equal(seen[0][0], s) and torch.equal(seen[0][1], e)  # encoder's term: joint samples
     seen.clear()
-    model.discriminator_loss(s, e, negatives)
+    adversary.discriminator_loss(s, e, negatives)
     (s_joint, e_joint), (s_shuf, e_shuf) = seen
     assert torch.equal(e_joint, e) and torch.equal(s_shuf, s) and torch.equal(e_shuf, e[negatives])
+
+
+def test_conditional_negatives_score_each_map_with_every_representation_of_its_group_its_own_first():
+    torch.manual_seed(0)
+    model = _exclusive_model()
+    model.global_net = _SpyStatistics()
+    n, group = 4, 2
+    s, e = torch.randn(2 * n, 3), torch.randn(2 * n, 4)
+    fmap = torch.randn(2 * n, 16, 5, 5)
+    candidates = losses.group_candidates(n, group, torch.device("cpu"))
+    terms = model(s, fmap, e, fmap, torch.zeros(2 * n, 6, dtype=torch.long), candidates)
+    (reps,) = model.global_net.reps
+    r = torch.cat([s, e], 1)
+    assert torch.equal(reps, r[candidates.flatten()])  # row i's N candidates, i first
+    assert terms["global"].item() == pytest.approx(0.0, abs=1e-6)  # zero scores: 0 nats, per view
+
+
+def test_the_infonce_term_grows_to_its_bound_when_the_code_tells_the_group_apart():
+    # A statistics network that scores <h, rep> reads each image's identity in a code that holds it:
+    # InfoNCE approaches ln N per view; a code constant within the group scores 0.
+    class Dot(nn.Module):
+        def embed(self, fmap):
+            return fmap.flatten(1)
+
+        def score(self, h, rep):
+            return 30 * (h * rep).sum(1)
+
+    n, group = 4, 4
+    ids = torch.eye(2 * n)
+    candidates = losses.group_candidates(n, group, torch.device("cpu"))
+    told = losses.statistics_infonce(Dot(), ids[:, :, None, None], ids, candidates)
+    assert told.item() == pytest.approx(2 * math.log(2 * group), abs=1e-3)
+    same = losses.statistics_infonce(Dot(), ids[:, :, None, None], torch.ones(2 * n, 2 * n), candidates)
+    assert same.item() == pytest.approx(0.0, abs=1e-6)

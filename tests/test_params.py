@@ -6,6 +6,8 @@ import typing
 from pathlib import Path
 
 import pytest
+
+from dismi.model.terms import TERMS
 import yaml
 
 from dismi.data.download import download
@@ -169,10 +171,11 @@ def _arguments(fn, *left_out) -> set[str]:
 def test_config_fields_are_the_library_argument_names():
     # Every trainer and loop argument a user can set is a knob, under the library's own name.
     assert set(params.TrainShared.defaults().trainer_args()) == _arguments(training.SharedTrainer, "device")
-    # `encoder` is no knob: a module that tests plant in place of Table I's (tests/test_independence.py)
+    # `encoder` is no knob: a module that tests plant in place of Table I's (tests/test_independence.py);
+    # `terms` gathers the independence terms' weights, each a knob under its TERMS key
     assert set(params.TrainExclusive.defaults().trainer_args()) == _arguments(
-        training.ExclusiveTrainer, "shared", "device", "encoder"
-    )
+        training.ExclusiveTrainer, "shared", "device", "encoder", "terms"
+    ) | set(TERMS)
     for config in (params.TrainShared, params.TrainExclusive):
         assert set(config.defaults().fit_args()) == _arguments(training.Trainer.fit, "data", "log", "save")
     # `jobs` is no knob: the run's share of the cores, which the figures do not depend on

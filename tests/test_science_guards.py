@@ -160,9 +160,9 @@ def _optimised(optimizer: torch.optim.Optimizer) -> set[int]:
 
 def test_discriminator_optimizer_updates_only_d_and_the_main_one_everything_else():
     trainer = _exclusive(alpha=0.5, beta=1.0, lambda_adv=0.01)
-    d = _ids(trainer.model.discriminator.parameters())
-    assert set(trainer.optimizers) == {"main", "discriminator"}
-    assert _optimised(trainer.optimizers["discriminator"]) == d
+    d = _ids(trainer.model.terms[0].discriminator.parameters())
+    assert set(trainer.optimizers) == {"main", "adv_discriminator"}
+    assert _optimised(trainer.optimizers["adv_discriminator"]) == d
     assert _optimised(trainer.optimizers["main"]) == _ids(trainer.model.parameters()) - d
     assert not _ids(trainer.shared.parameters()) & (_optimised(trainer.optimizers["main"]) | d)  # frozen S
 
@@ -176,9 +176,9 @@ def test_shared_stage_optimises_every_parameter_of_its_model_once():
 
 def test_a_step_moves_d_and_e_but_never_the_frozen_shared_encoder(tiny_pairs):
     trainer = _exclusive(alpha=0.5, beta=1.0, lambda_adv=0.01, lr=1e-2)
-    d, e, s = (_params(m) for m in (trainer.model.discriminator, trainer.model.encoder, trainer.shared))
+    d, e, s = (_params(m) for m in (trainer.model.terms[0].discriminator, trainer.model.encoder, trainer.shared))
     trainer.run(DevicePairs(tiny_pairs(), TRAIN, CPU), batch_size=PAIRS, n=1)
-    assert _changed(d, trainer.model.discriminator) and _changed(e, trainer.model.encoder)
+    assert _changed(d, trainer.model.terms[0].discriminator) and _changed(e, trainer.model.encoder)
     assert not _changed(s, trainer.shared)
 
 

@@ -6,6 +6,7 @@ and 10 sum a term for X and a term for Y, hence `views_sum`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -56,9 +57,26 @@ def partner_rows(n_pairs: int, device: torch.device) -> torch.Tensor:
     return partner(torch.arange(2 * n_pairs, device=device), switched=True)
 
 
+def group_candidates(n_pairs: int, group: int, device: torch.device) -> torch.Tensor:
+    """(2B, 2 * group) rows each image is scored with by `statistics_infonce`: itself first, then the other
+    images of its group. The B pairs come in groups of `group` consecutive pairs (an anchor pair and its
+    nearest pairs by S, `negatives_ex` "conditional"); a group's images are its pairs' X and Y rows."""
+    if n_pairs % group:
+        raise ValueError(f"{n_pairs} pairs do not split into groups of {group}")
+    rows = torch.arange(2 * n_pairs, device=device)
+    members = torch.cat([rows[:n_pairs].view(-1, group), rows[n_pairs:].view(-1, group)], 1)  # (G, 2g)
+    of = (rows % n_pairs) // group  # each row's group
+    candidates = members[of].clone()  # (2B, 2g)
+    at = (candidates == rows[:, None]).float().argmax(1)  # each row's place in its group
+    candidates[rows, at] = candidates[:, 0]
+    candidates[:, 0] = rows
+    return candidates
+
+
 # Whose representation the exclusive stage's MI terms score each feature map with as a negative
-# (negatives_ex): another image of the batch (the paper) or the pair's other image
-NEGATIVES = ("batch", "partner")
+# (negatives_ex): another image of the batch (the paper), the pair's other image, or the other images of
+# a group of pairs that share the shared factors by S (InfoNCE over the group)
+NEGATIVES = ("batch", "partner", "conditional")
 
 
 def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -68,6 +86,24 @@ def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negativ
     h = net.embed(fmap)
     joint, marginal = net.score(torch.cat([h, h]), torch.cat([rep, rep[negatives]])).chunk(2)
     return views_sum(jsd_mi, joint, marginal)
+
+
+def infonce_mi(scores: torch.Tensor) -> torch.Tensor:
+    """InfoNCE (van den Oord et al. 2018) of (n, N[, L]) scores whose column 0 is each row's joint sample:
+    ln N - cross-entropy of picking it among the N, averaged over rows (and locations L). A lower bound on
+    MI that grows with the number of negatives N - 1, up to ln N."""
+    n = scores.shape[1]
+    return math.log(n) + scores.float().log_softmax(1)[:, 0].mean()
+
+
+def statistics_infonce(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Global or local MI term as InfoNCE, X and Y summed: each image's feature map scored with the
+    representation of every row of its `candidates` (2B, N), its own first (`group_candidates`). The map
+    part is computed once per image."""
+    h = net.embed(fmap)  # (2B, w) global or (2B, 25, 8w) local
+    n = candidates.shape[1]
+    scores = net.score(h.repeat_interleave(n, 0), rep[candidates.flatten()])  # (2B * N[, 25])
+    return views_sum(infonce_mi, scores.view(len(h), n, *scores.shape[1:]))
 
 
 L1_REDUCTIONS = ("sum", "mean")
@@ -111,83 +147,3 @@ def softmax_then_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> t
     logits = logits.float()
     probs = torch.where(torch.isneginf(logits), logits, logits.softmax(-1))  # padding stays -inf
     return F.cross_entropy(probs, targets)
-
-
-def discriminator_reversal_loss(joint_logits: torch.Tensor, shuffled_logits: torch.Tensor) -> torch.Tensor:
-    """The encoder's side of eq. 10 read literally: the encoder maximises D's whole loss, through the joint
-    AND the shuffled samples (gradient reversal); minimised, hence the minus."""
-    return -discriminator_loss(joint_logits, shuffled_logits)
-
-
-ADV_LOSSES = ("nonsaturating", "reversal")
-
-
-def squared_distances(z: torch.Tensor) -> torch.Tensor:
-    """(n, d) -> (n, n) ||z_i - z_j||^2, clamped at 0 (the expanded form can round below it)."""
-    z = z.float()
-    sq = z.pow(2).sum(1)
-    return (sq[:, None] + sq[None, :] - 2 * z @ z.T).clamp_min(0)
-
-
-def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
-    """(n, d) -> (n, n) Gaussian kernel exp(-||z_i - z_j||^2 / (2 sigma^2)), sigma^2 the median of the
-    off-diagonal squared distances (the median heuristic), DETACHED: the encoder cannot lower a dependence
-    measure by moving the bandwidth, and scaling z scales sigma with it, so the kernel is scale-free."""
-    d2 = squared_distances(z)
-    n = len(z)
-    off = d2[~torch.eye(n, dtype=torch.bool, device=z.device)]
-    bandwidth = off.median().detach().clamp_min(1e-12)  # all points equal: any bandwidth gives K = 1
-    return torch.exp(-d2 / (2 * bandwidth))
-
-
-def hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-    """Biased HSIC of two (n, n) Gram matrices: tr(K H L H) / (n - 1)^2, H = I - 11^T / n centring."""
-    n = len(k)
-    kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()  # H K H
-    return (kc * l).sum() / (n - 1) ** 2  # tr(HKH L) = tr(K H L H); L symmetric
-
-
-def normalised_hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """HSIC(A, B) / sqrt(HSIC(A, A) HSIC(B, B)) with median-bandwidth Gaussian kernels (kernel CKA): 0 for
-    independent samples, 1 when one determines the other's kernel, unchanged by scaling either, so an
-    encoder cannot shrink its way out of it."""
-    k, l = gaussian_gram(a), gaussian_gram(b)
-    return hsic(k, l) / (hsic(k, k) * hsic(l, l)).clamp_min(1e-12).sqrt()
-
-
-WHITENING_SHRINKAGE = 0.1  # share of the mean variance added to every direction: a batch of 64 has ~rank-63 covariance
-
-
-def whitened(z: torch.Tensor, shrinkage: float = WHITENING_SHRINKAGE) -> torch.Tensor:
-    """(n, d) -> (n, d): z centred and whitened by its batch covariance, shrunk towards a multiple of the
-    identity, C' = (1 - shrinkage) C + shrinkage tr(C) / d I, so that every direction of z has about unit
-    variance. Gradients flow through the whitening: a code cannot make a direction small to hide it."""
-    z = z.float()
-    z = z - z.mean(0)
-    n, d = z.shape
-    cov = z.T @ z / max(n - 1, 1)  # (d, d)
-    mean_variance = cov.diagonal().mean().clamp_min(1e-12)
-    eye = torch.eye(d, dtype=z.dtype, device=z.device)
-    cov = (1 - shrinkage) * cov + shrinkage * mean_variance * eye
-    chol = torch.linalg.cholesky(cov)  # cov = L L^T; z L^-T has identity covariance
-    return torch.linalg.solve_triangular(chol, z.T, upper=False).T
-
-
-def whitened_hsic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """normalised_hsic(A, whitened(B)). One Gaussian kernel on B as it comes lets B hide a dependence under its
-    larger directions: its distances, hence its Gram, are ruled by them, while a probe reads the small ones
-    back (its first layer can take any direction, its BatchNorm gives it unit variance). Whitened, every
-    direction of B weighs alike in the kernel: a mixture of the shared factor with larger independent
-    directions is undone, as the probe would undo it."""
-    return normalised_hsic(a, whitened(b))
-
-
-def as_it_comes(z: torch.Tensor) -> torch.Tensor:
-    return z
-
-
-# What lambda_hsic's kernel sees of E (hsic_kernel): the code as it comes, or whitened
-HSIC_KERNELS = {"joint": as_it_comes, "whitened": whitened}
-# What E is held independent of (hsic_with): S of the same image, S of the pair's other image, or E of the
-# pair's other image (the pair shares only the shared factors, so that dependence is theirs alone)
-HSIC_WITH = ("shared", "switched", "pair")

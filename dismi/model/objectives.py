@@ -1,12 +1,14 @@
 """The objectives of the report's eq. 5-10: the modules whose forward computes each stage's loss terms.
 
 Eq. 5-7 (shared stage) is `SharedModel.forward`; eq. 8-10 (exclusive stage) is `ExclusiveModel.forward`
-with `ExclusiveModel.discriminator_loss`. The terms themselves (eq. 2's estimator, eq. 6's L1, the
+with its independence terms (dismi.model.terms: eq. 9-10 is the adversary). The terms themselves (eq. 2's estimator, eq. 6's L1, the
 adversarial losses) are in dismi.model.losses; the loop that minimises them is in dismi.train.training. The
 equations: docs/facts.md, "Losses".
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -14,7 +16,8 @@ from torch import nn
 from dismi.data.factors import SIZES
 from dismi.data.results import EARLIER, PROBES
 from dismi.model import losses
-from dismi.model.networks import ClassifierBank, Discriminator, Encoder, GlobalStatistics, LocalStatistics
+from dismi.model.networks import ClassifierBank, Encoder, GlobalStatistics, LocalStatistics
+from dismi.model.terms import Term
 
 
 def _classifiers(dim: int) -> nn.ModuleDict:
@@ -98,21 +101,10 @@ class SharedModel(nn.Module):
 
 class ExclusiveModel(nn.Module):
     """Exclusive stage (eq. 8-10): the exclusive encoder, statistics networks scoring
-    (C_sh ++ C_ex, R = S ++ E), the discriminator D(S, E), the online classifiers on E.
-    The frozen shared encoder is not part of it: it is an input, never trained or saved here.
-
-    Independence options (docs/facts.md, "Independence options"; the defaults are the paper's adversary):
-    `adv_loss` "reversal" makes the encoder maximise D's whole loss (eq. 10 literally) instead of the
-    non-saturating form; `lambda_hsic` > 0 adds the normalised HSIC between S and E, per view, a
-    dependence measure with no adversary to fool, with a Gaussian kernel on E as it comes (`hsic_kernel`
-    "joint") or on E whitened over the batch ("whitened": losses.whitened_hsic). `hsic_with` "switched"
-    measures E_X against S_Y (and E_Y against S_X), as eq. 5 pairs C(X) with S_Y: the pair's shared
-    factors are equal and its hues drawn independently, so S_Y carries X's shared factors but none of the
-    hues of X that S may hold. `hsic_with` "pair" measures E_X against E_Y, both through the kernel: the
-    pair's shared factors are equal and its hues independent, so E_X and E_Y depend on each other only
-    through the shared factors E holds; the term spares the hues by construction and never reads S, whose
-    own leftover hues do not matter. `hsic_on` False leaves the term out of the objective but still measured
-    (the trainer's warm-up, `hsic_start`).
+    (C_sh ++ C_ex, R = S ++ E), the independence terms (dismi.model.terms; the paper's: its adversary), the
+    online classifiers on E. The frozen shared encoder is not part of it: it is an input, never trained or
+    saved here. `terms` are built inside the same seeded factory, after the statistics networks, so each
+    network's initialisation does not depend on which terms are on.
     """
 
     def __init__(
@@ -124,57 +116,19 @@ class ExclusiveModel(nn.Module):
         *,
         alpha: float,
         beta: float,
-        lambda_adv: float,
-        adv_loss: str = "nonsaturating",
-        lambda_hsic: float = 0.0,
-        hsic_kernel: str = "joint",
-        hsic_with: str = "shared",
+        terms: Callable[[int, int], list[Term]],
         online_earlier: bool = False,
     ):
         super().__init__()
-        if adv_loss not in losses.ADV_LOSSES:
-            raise ValueError(f"adv_loss must be one of {losses.ADV_LOSSES}, got {adv_loss!r}")
-        if hsic_kernel not in losses.HSIC_KERNELS:
-            raise ValueError(f"hsic_kernel must be one of {tuple(losses.HSIC_KERNELS)}, got {hsic_kernel!r}")
-        if hsic_with not in losses.HSIC_WITH:
-            raise ValueError(f"hsic_with must be one of {losses.HSIC_WITH}, got {hsic_with!r}")
-        self.alpha, self.beta, self.lambda_adv = alpha, beta, lambda_adv
-        self.adv_loss, self.lambda_hsic = adv_loss, lambda_hsic
-        self.kernel_input, self.hsic_with = losses.HSIC_KERNELS[hsic_kernel], hsic_with
-        self.hsic_on = True
+        self.alpha, self.beta = alpha, beta
         channels, rep_dim = 8 * shared_width + 8 * width, shared_dim + dim  # 1024, 128 at the paper's sizes
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(channels, rep_dim, width)
         self.local_net = LocalStatistics(channels, rep_dim, width)
-        self.discriminator = Discriminator(shared_dim, dim)
+        self.terms = nn.ModuleList(terms(shared_dim, dim))
         self.classifiers = _classifiers(dim)
         if online_earlier:  # last: see _earlier_classifiers
             self.classifiers_earlier = _earlier_classifiers(dim)
-
-    def discriminator_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor) -> torch.Tensor:
-        """D's loss on joint (S, E) and shuffled (S, E[shuffle]) samples; pass E detached."""
-        return losses.views_sum(losses.discriminator_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle]))
-
-    def encoder_adversarial_loss(self, s: torch.Tensor, e: torch.Tensor, shuffle: torch.Tensor | None) -> torch.Tensor:
-        """The encoder's adversarial term (eq. 10), X and Y summed, in the `adv_loss` form; E not detached.
-        "reversal" needs `shuffle`, the shuffled samples D was just trained on."""
-        if self.adv_loss == "nonsaturating":
-            return losses.views_sum(losses.encoder_adversarial_loss, self.discriminator(s, e))
-        if shuffle is None:
-            raise ValueError("adv_loss='reversal' scores shuffled samples too: pass `shuffle`")
-        return losses.views_sum(
-            losses.discriminator_reversal_loss, self.discriminator(s, e), self.discriminator(s, e[shuffle])
-        )
-
-    def dependence(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """The lambda_hsic term: normalised HSIC of E with S per view (X and Y summed), S of the same image
-        or (`hsic_with` "switched") of the pair's other one; the kernel sees E as `hsic_kernel` says.
-        "pair": of E_X with E_Y, counted once per view like the others (HSIC is symmetric: twice the one)."""
-        see = self.kernel_input
-        if self.hsic_with == "pair":
-            return losses.views_sum(lambda a, b: losses.normalised_hsic(see(a), see(b)), losses.partner(e, True), e)
-        s = losses.partner(s, self.hsic_with == "switched")
-        return losses.views_sum(lambda s_, e_: losses.normalised_hsic(s_, see(e_)), s, e)
 
     def forward(
         self,
@@ -184,25 +138,20 @@ class ExclusiveModel(nn.Module):
         fmap_ex: torch.Tensor,
         classes: torch.Tensor,
         negatives: torch.Tensor,
-        shuffle: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """`negatives`: (2B,) one negative row per image (eq. 2's estimator, losses.statistics_mi) or (2B, N)
+        candidate rows, its own first (InfoNCE over them, losses.statistics_infonce)."""
         r = torch.cat([s, e], dim=1)  # (2B, shared_dim + dim)
         fmap = torch.cat([fmap_sh, fmap_ex], dim=1)  # (2B, 8w_sh + 8w, 5, 5)
-        mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
-        mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
-        adv = self.encoder_adversarial_loss(s, e, shuffle)
-        terms = {
-            "total": -(self.alpha * mi_global + self.beta * mi_local) + self.lambda_adv * adv,
-            "global": mi_global,
-            "local": mi_local,
-            "adv_encoder": adv,
-            "classifier": _classifiers_loss(self.classifiers, e, classes),
-        }
-        if self.lambda_hsic > 0:  # off: not computed, so the default step is today's to the bit
-            dependence = self.dependence(s, e)
-            if self.hsic_on:
-                terms["total"] = terms["total"] + self.lambda_hsic * dependence
-            terms["hsic"] = dependence
+        mi = losses.statistics_mi if negatives.dim() == 1 else losses.statistics_infonce
+        mi_global = mi(self.global_net, fmap, r, negatives)
+        mi_local = mi(self.local_net, fmap, r, negatives)
+        total = -(self.alpha * mi_global + self.beta * mi_local)
+        out = {"global": mi_global, "local": mi_local}
+        for term in self.terms:
+            out[term.encoder_log] = charge = term(s, e)
+            total = total + term.weight * charge
+        out |= {"total": total, "classifier": _classifiers_loss(self.classifiers, e, classes)}
         if hasattr(self, "classifiers_earlier"):
-            terms |= _earlier_terms(self.classifiers_earlier, e, classes)
-        return terms
+            out |= _earlier_terms(self.classifiers_earlier, e, classes)
+        return out

@@ -21,8 +21,9 @@ from dismi.data.factors import FACTORS
 from dismi.data.pairfile import TEST, TRAIN, PairData
 from dismi.data.results import EARLIER, PROBES
 from dismi.model import losses
-from dismi.model.networks import MAP_SIZE, Discriminator, Encoder, seeded, to_input
+from dismi.model.networks import MAP_SIZE, Encoder, seeded, to_input
 from dismi.model.objectives import ExclusiveModel, SharedModel
+from dismi.model.terms import TERMS
 from dismi.train.modelfile import cpu_state
 from dismi.util import devices
 from dismi.util.errors import DismiError
@@ -35,8 +36,6 @@ COMPILE_BACKEND = "inductor"
 HEARTBEAT_SECONDS = 20.0  # the longest a training stage stays silent between its logs
 EVAL_IMAGES = 512  # test images per online-accuracy measurement
 SHARED_CODES_BATCH = 512  # images per forward pass when the exclusive stage tabulates the frozen encoder
-D_REFRESH_PAIRS = 2048  # pairs (4,096 train images) whose current codes a refreshed discriminator trains on
-D_REFRESH_STREAM = 2  # the refreshes' seed stream, beside _stage_seeds' (init, batches, test batches)
 # The logged name of each loss term: the eq. 2 MI estimates are maximised, so they are not "loss/"
 MAXIMISED = ("global", "local")
 
@@ -69,6 +68,15 @@ class DevicePairs:
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n random pairs -> (2n,) rows of `images`: the n X images then their n Y partners."""
         pick = torch.randint(len(self.x), (n,), generator=generator, device=self.x.device)
+        return torch.cat([self.x[pick], self.y[pick]])
+
+    def draw_groups(
+        self, n: int, neighbours: torch.Tensor, group: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """n pairs in groups of `group`: n / group random anchor pairs, each followed by its first group - 1
+        `neighbours` (P, k) -> (2n,) rows of `images`, X images then Y, group after group in each half."""
+        anchors = torch.randint(len(self.x), (n // group,), generator=generator, device=self.x.device)
+        pick = torch.cat([anchors[:, None], neighbours[anchors, : group - 1]], 1).flatten()  # (n,)
         return torch.cat([self.x[pick], self.y[pick]])
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,16 +191,16 @@ class Trainer:
             if self.heartbeat is not None and time.monotonic() >= self._next_beat:
                 self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 self.heartbeat(self.iteration)
-            self._before_step(train, batch_size)
-            rows = train.draw(batch_size, self.batch_gen)  # (2B,)
+            rows = self.draw(train, batch_size)  # (2B,)
             terms = self.step(train.images[rows], train.classes[rows], **self.precomputed(train, rows))
             self.iteration += 1
             self.sums += terms
             self.count += 1
             self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0), self.iteration, self.first_bad)
 
-    def _before_step(self, train: DevicePairs, batch_size: int) -> None:
-        """Work of the loop between two steps (ExclusiveTrainer's discriminator refresh); none by default."""
+    def draw(self, train: DevicePairs, batch_size: int) -> torch.Tensor:
+        """The next batch: (2B,) rows of train.images, X images then their Y partners."""
+        return train.draw(batch_size, self.batch_gen)
 
     def fit(
         self,
@@ -357,19 +365,17 @@ class SharedTrainer(Trainer):
 
 
 class ExclusiveTrainer(Trainer):
-    """The exclusive stage's loop. Independence options (docs/facts.md, "Independence options"), each off or
-    the paper's at its default: `d_steps` D updates per encoder update, each on a fresh shuffle of the same
-    batch's codes; `lr_d` D's own learning rate (0: lr, the paper's single one); `adv_loss` and
-    `lambda_hsic`, `hsic_kernel` and `hsic_with` (ExclusiveModel), the lambda_hsic term entering the objective
-    from iteration `hsic_start` on (a warm-up: E first learns what the MI terms give it); `negatives` "partner":
-    the MI terms score each feature map against its pair partner's representation instead of another batch
-    image's (losses.partner_rows: nothing of the shared factors is worth holding in E); `d_refresh_every` > 0:
-    every that many iterations D is re-initialised and
-    trained `d_refresh_steps` steps on the current codes of D_REFRESH_PAIRS train pairs before the game goes
-    on. `encoder`: an exclusive encoder to train instead of Table I's (same out_dim and 8 * width map
-    channels; tests plant a dependence with a small one)."""
+    """The exclusive stage's loop. `terms`, keyword arguments named as dismi.model.terms.TERMS' keys, each the
+    weight of an independence term to build (`lambda_adv` the paper's adversary, trained and logged even at
+    weight 0).
+    `negatives`: whose representations the MI terms score each feature map with as negatives (NEGATIVES):
+    "batch" another image of the batch (the paper), "partner" the pair's other image (losses.partner_rows),
+    "conditional" the other images of a group of `neighbours` + 1 pairs, an anchor pair and its nearest
+    train pairs by the frozen S, scored by InfoNCE (losses.statistics_infonce): the negatives then share the
+    shared factors, so the MI terms pay E for what tells images of the same shape, scale and orientation
+    apart, every hue, and nothing for the shared factors. `encoder`: an exclusive encoder to train instead
+    of Table I's (same out_dim and 8 * width map channels; tests plant a dependence with a small one)."""
 
-    terms = ("total", "global", "local", "adv_encoder", "adv_discriminator", "classifier")
     representation = "exclusive"
 
     def __init__(
@@ -380,38 +386,22 @@ class ExclusiveTrainer(Trainer):
         dim: int,
         alpha: float,
         beta: float,
-        lambda_adv: float,
         lr: float,
         seed: int,
         device: torch.device,
         compile: bool = False,
-        d_steps: int = 1,
-        lr_d: float = 0.0,
-        adv_loss: str = "nonsaturating",
-        d_refresh_every: int = 0,
-        d_refresh_steps: int = 600,
-        lambda_hsic: float = 0.0,
-        hsic_kernel: str = "joint",
-        hsic_with: str = "shared",
-        hsic_start: int = 0,
         negatives: str = "batch",
+        neighbours: int = 7,
         online_earlier: bool = False,
         encoder: nn.Module | None = None,
+        **terms: float,
     ):
         if negatives not in losses.NEGATIVES:
             raise ValueError(f"negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
-        if d_steps < 1 or lr_d < 0 or d_refresh_every < 0 or d_refresh_steps < 1 or lambda_hsic < 0 or hsic_start < 0:
-            raise ValueError(
-                f"need d_steps >= 1, lr_d >= 0, d_refresh_every >= 0, d_refresh_steps >= 1, "
-                f"lambda_hsic >= 0, hsic_start >= 0; got {d_steps}, {lr_d}, {d_refresh_every}, {d_refresh_steps}, "
-                f"{lambda_hsic}, {hsic_start}"
-            )
+        unknown = set(terms) - set(TERMS)
+        if unknown or neighbours < 1:
+            raise TypeError(f"need term weights among {sorted(TERMS)} and neighbours >= 1; got {sorted(terms)}, {neighbours}")
         seeds = _stage_seeds(seed, 1)
-        self.terms = (
-            type(self).terms
-            + (("hsic",) if lambda_hsic > 0 else ())
-            + (("classifier_earlier",) if online_earlier else ())
-        )
         model = seeded(
             lambda: ExclusiveModel(
                 shared.width,
@@ -420,50 +410,54 @@ class ExclusiveTrainer(Trainer):
                 dim,
                 alpha=alpha,
                 beta=beta,
-                lambda_adv=lambda_adv,
-                adv_loss=adv_loss,
-                lambda_hsic=lambda_hsic,
-                hsic_kernel=hsic_kernel,
-                hsic_with=hsic_with,
+                terms=lambda s_dim, e_dim: [TERMS[k](s_dim, e_dim, weight=w) for k, w in terms.items()],
                 online_earlier=online_earlier,
             ),
             torch.Generator().manual_seed(seeds[0]),
         )
         if encoder is not None:
             model.encoder = encoder
+        self.terms = (
+            ("total", "global", "local")
+            + tuple(log for term in model.terms for log in term.logs())
+            + ("classifier",)
+            + (("classifier_earlier",) if online_earlier else ())
+        )
         super().__init__(model, seeds, device, compile)
         self.shared = shared.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
         self._codes_for: DevicePairs | None = None  # the split `_codes` were computed for
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.seed, self.d_steps, self.lr_d = seed, d_steps, lr_d if lr_d > 0 else lr
-        self.d_refresh_every, self.d_refresh_steps = d_refresh_every, d_refresh_steps
-        self.hsic_start, self.negatives = hsic_start, negatives
-        self.refresh_loss: torch.Tensor | None = None  # the last refreshed D's loss on its codes, per view
-        d_params = set(self.model.discriminator.parameters())
-        self.optimizers = {
-            "main": _adam([p for p in self.model.parameters() if p not in d_params], lr),
-            "discriminator": _adam(self.model.discriminator.parameters(), self.lr_d),
-        }
-        # Three compiled regions: D's update sits between the encoder's forward and the encoder's loss.
+        self.negatives, self.group = negatives, neighbours + 1
+        self._neighbours_for: DevicePairs | None = None  # the split `_neighbours` were found in
+        self._neighbours: torch.Tensor | None = None
+        own = [t for t in self.model.terms if t.own_log]
+        own_params = {p for t in own for p in t.parameters()}
+        self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in own_params], lr)}
+        self.optimizers |= {t.own_log: _adam(t.parameters(), lr) for t in own}
+        # Compiled regions: the encoder, each term's own loss (its networks learn between the encoder's forward
+        # and the encoder's loss), the objective.
         self._encode = self._compile(self.model.encoder)
-        self._d_loss = self._compile(self.model.discriminator_loss)
+        for term in self.model.terms:
+            term.compile_with(self._compile)
         self._terms = self._compile(self.model)
 
     @torch.no_grad()
-    def _shared_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The frozen shared encoder on uint8 images, in batches -> S (N, shared_dim), C_sh (N, 8w_sh, 5, 5)."""
+    def _shared_codes(self, images: torch.Tensor, maps: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen shared encoder on uint8 images, in batches -> S (N, shared_dim), and C_sh (N, 8w_sh, 5, 5)
+        when `maps`."""
+        s_all, f_all = [], []
         with self.autocast():
-            out = [
-                self.shared(to_input(images[i : i + SHARED_CODES_BATCH]))
-                for i in range(0, len(images), SHARED_CODES_BATCH)
-            ]
-        return torch.cat([s for s, _ in out]), torch.cat([f for _, f in out])
+            for i in range(0, len(images), SHARED_CODES_BATCH):
+                s, fmap = self.shared(to_input(images[i : i + SHARED_CODES_BATCH]))
+                s_all.append(s)
+                f_all.append(fmap if maps else fmap[:0])
+        return torch.cat(s_all), (torch.cat(f_all) if maps else None)
 
     def precomputed(self, train, rows):
         """S and C_sh of the batch, looked up in a table of the whole split computed once: the shared
         encoder is frozen and in eval mode, so an image's codes never change, and a lookup replaces a
-        forward pass of a whole encoder per step (a quarter of the step at width 64). When the table
-        would take more than `devices.cache_budget` bytes, nothing: the step runs the encoder itself."""
+        forward pass of a whole encoder per step. When the table would take more than
+        `devices.cache_budget` bytes, nothing: the step runs the encoder itself."""
         if self._codes_for is not train:
             self._codes_for, self._codes = train, None
             n, w = len(train.images), self.shared.width
@@ -475,112 +469,59 @@ class ExclusiveTrainer(Trainer):
         s, fmap_sh = self._codes
         return {"s": s[rows], "fmap_sh": fmap_sh[rows]}
 
+    def neighbours(self, train: DevicePairs) -> torch.Tensor:
+        """(P, neighbours) the train pairs nearest to each by the frozen S of their X image, found once."""
+        if self._neighbours_for is not train:
+            s = self._codes[0] if self._codes_for is train and self._codes else self._shared_codes(train.images, False)[0]
+            self._neighbours_for, self._neighbours = train, nearest(s[train.x].float(), self.group - 1)
+        return self._neighbours
+
+    def draw(self, train, batch_size):
+        if self.negatives != "conditional":
+            return super().draw(train, batch_size)
+        return train.draw_groups(batch_size, self.neighbours(train), self.group, self.batch_gen)
+
+    def _negatives(self, n_pairs: int) -> torch.Tensor:
+        if self.negatives == "partner":
+            return losses.partner_rows(n_pairs, self.device)
+        if self.negatives == "conditional":
+            return losses.group_candidates(n_pairs, self.group, self.device)
+        return losses.other_in_view(n_pairs, self.batch_gen, self.device)
+
     def step(self, images, classes, *, update=True, s=None, fmap_sh=None):
         """`s`, `fmap_sh`: the frozen shared encoder's codes of `images`, when looked up already."""
         self._begin_step()
         x = to_input(images)  # (2B, 3, 64, 64)
-        n_pairs = len(images) // 2
-        negatives = losses.other_in_view(n_pairs, self.batch_gen, self.device)
-        if self.negatives == "partner":  # drawn all the same: D's shuffles stay those of the paper's run
-            negatives = losses.partner_rows(n_pairs, self.device)
-        shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        negatives = self._negatives(len(images) // 2)  # (2B,) or (2B, 2 * group)
         with self.autocast():
             if s is None:
                 with torch.no_grad():
                     s, fmap_sh = self.shared(x)  # (2B, shared_dim), (2B, 8w_sh, 5, 5)
             e, fmap_ex = self._encode(x)
-            d_loss = self._d_loss(s, e.detach(), shuffle)
-        # Alternate: D learns first, then the encoder plays against the updated D. The encoder's
-        # backward also leaves gradients in D; D's next zero_grad discards them.
-        self._backward("discriminator", d_loss, update)
-        if self.d_steps > 1:
-            d_loss = d_loss.detach().clone()  # a CUDA-graph replay of _d_loss below would overwrite it
-        for _ in range(self.d_steps - 1):  # a stronger adversary: more updates on this batch, fresh shuffles
-            shuffle = losses.other_in_view(n_pairs, self.batch_gen, self.device)
-            with self.autocast():
-                more = self._d_loss(s, e.detach(), shuffle)
-            self._backward("discriminator", more, update)
+        # Alternate: each term's networks learn first, then the encoder plays against them. The encoder's
+        # backward also leaves gradients in them; their next zero_grad discards them.
+        own = {}
+        for term in self.model.terms:
+            if term.own_log:
+                with self.autocast():
+                    own[term.own_log] = term.own_loss(s, e.detach(), self.batch_gen)
+                self._backward(term.own_log, own[term.own_log], update)
         with self.autocast():
-            # `shuffle`: the samples D was last trained on, what adv_loss="reversal" scores
-            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives, shuffle)
+            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives)
         self._backward("main", self._main_loss(terms), update)
-        terms["adv_discriminator"] = d_loss  # D's loss as the encoder's last update left it, as at d_steps 1
+        terms |= own
         return torch.stack([terms[k].detach().float() for k in self.terms])
 
-    # -- a discriminator the encoder cannot beat by moving ---------------------------------------
 
-    def _before_step(self, train, batch_size):
-        # From the iteration alone, as the refresh below: a resumed run switches on where the unbroken one did.
-        self.model.hsic_on = self.iteration >= self.hsic_start
-        if self.d_refresh_every and self.iteration and self.iteration % self.d_refresh_every == 0:
-            self.refresh_discriminator(train, batch_size)
-
-    def _refresh_generators(self) -> tuple[torch.Generator, torch.Generator]:
-        """(CPU init, device draws) generators of this refresh, from the seed and the refresh's index only:
-        nothing to checkpoint, and a resumed run refreshes as the unbroken one did."""
-        k = self.iteration // self.d_refresh_every
-        init, draws = np.random.SeedSequence([self.seed, 1, D_REFRESH_STREAM, k]).generate_state(2).tolist()
-        return torch.Generator().manual_seed(init), torch.Generator(self.device).manual_seed(draws)
-
-    @torch.no_grad()
-    def _current_codes(
-        self, train: DevicePairs, batch_size: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """S and the current, detached E of D_REFRESH_PAIRS random train pairs -> (pairs, 2, dim) each, X then
-        Y. E comes in train mode and in batches of the game's size, as D sees it in the game; the encoder's
-        BatchNorm statistics are put back, so the refresh leaves the encoder as it found it."""
-        encoder = self.model.encoder
-        buffers = [b.clone() for b in encoder.buffers()]
-        s_all, e_all = [], []
-        for _ in range(-(-D_REFRESH_PAIRS // batch_size)):
-            rows = train.draw(batch_size, generator)  # (2B,)
-            x = to_input(train.images[rows])
-            with self.autocast():
-                s = self.precomputed(train, rows).get("s")
-                s = self.shared(x)[0] if s is None else s
-                e = encoder(x)[0]
-            s_all.append(torch.stack(s.float().chunk(2), 1))  # (B, 2, shared_dim)
-            e_all.append(torch.stack(e.float().chunk(2), 1))  # (B, 2, dim)
-        for b, saved in zip(encoder.buffers(), buffers):
-            b.copy_(saved)
-        return torch.cat(s_all), torch.cat(e_all)
-
-    def refresh_discriminator(self, train: DevicePairs, batch_size: int) -> None:
-        """Re-initialise D (seeded) with a fresh Adam and train it `d_refresh_steps` steps on the current codes
-        of D_REFRESH_PAIRS train pairs: minibatches of `batch_size` pairs, each with a fresh within-view
-        shuffle, as in the game. The game then goes on against this D."""
-        init, draws = self._refresh_generators()
-        d = self.model.discriminator
-        fresh = seeded(lambda: Discriminator(self.shared.out_dim, self.model.encoder.out_dim), init)
-        with torch.no_grad():
-            for mine, new in zip(d.parameters(), fresh.parameters()):
-                mine.copy_(new)
-        self.optimizers["discriminator"] = _adam(d.parameters(), self.lr_d)
-        s_codes, e_codes = self._current_codes(train, batch_size, draws)
-        tail = max(1, self.d_refresh_steps // 10)  # the loss it ends with: its last tenth of steps
-        ending = torch.zeros((), device=self.device)
-        for i in range(self.d_refresh_steps):
-            pick = torch.randint(len(s_codes), (batch_size,), generator=draws, device=self.device)
-            s, e = s_codes[pick].transpose(0, 1).flatten(0, 1), e_codes[pick].transpose(0, 1).flatten(0, 1)  # (2B, .)
-            shuffle = losses.other_in_view(batch_size, draws, self.device)
-            self._begin_step()  # the last step's graph outputs are read (`ending`) before this replay
-            with self.autocast():
-                loss = self._d_loss(s, e, shuffle)
-            self._backward("discriminator", loss, True)
-            if i >= self.d_refresh_steps - tail:
-                ending += loss.detach().float()
-        self.refresh_loss = ending / tail / 2  # per view, against 2 ln 2 at chance
-
-    def _extra_metrics(self):
-        extra = super()._extra_metrics()
-        if self.refresh_loss is not None:
-            extra["loss/d_refresh"] = self.refresh_loss.item()
-        return extra
-
-    def _extra_state(self):
-        return super()._extra_state() | ({"refresh_loss": self.refresh_loss} if self.d_refresh_every else {})
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if self.d_refresh_every:
-            self.refresh_loss = state["refresh_loss"]
+def nearest(codes: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """(P, d) codes -> (P, k) rows of the k nearest other codes of each, by Euclidean distance, in chunks of
+    rows (a P x P distance matrix would not fit)."""
+    if k >= len(codes):
+        raise DismiError(f"neighbours_ex is {k} but the train split has {len(codes)} pairs: lower neighbours_ex")
+    sq = codes.pow(2).sum(1)
+    out = []
+    for i in range(0, len(codes), chunk):
+        d2 = sq[i : i + chunk, None] + sq[None, :] - 2 * codes[i : i + chunk] @ codes.T  # (chunk, P)
+        d2[torch.arange(len(d2)), torch.arange(i, i + len(d2))] = float("inf")  # not itself
+        out.append(d2.topk(k, dim=1, largest=False).indices)
+    return torch.cat(out)

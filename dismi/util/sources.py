@@ -21,9 +21,10 @@ def imports(path: Path, root: Path, packages: tuple[str, ...]) -> set[Path]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in packages:
             folder = node.module.replace(".", "/")
             modules = {f"{folder}/{a.name}.py" for a in node.names}  # from dismi.util import devices
-            found |= {m for m in modules if (root / m).is_file()} or {folder + ".py"}
+            found |= {m for m in modules if (root / m).is_file()} or {folder + ".py", folder + "/__init__.py"}
         elif isinstance(node, ast.Import):
-            found |= {a.name.replace(".", "/") + ".py" for a in node.names if a.name.split(".")[0] in packages}
+            names = [a.name.replace(".", "/") for a in node.names if a.name.split(".")[0] in packages]
+            found |= {n + ".py" for n in names} | {n + "/__init__.py" for n in names}
     return {root / m for m in found if (root / m).is_file()}
 
 

@@ -1,0 +1,17 @@
+"""Independence terms of the exclusive stage: each charges E for what it shares with S.
+
+A term is a module of ExclusiveModel (dismi.model.terms.base.Term): built from its weight, it gives the
+encoder's loss for a batch and, when it has networks of its own (the adversary's discriminator), their loss,
+which the trainer minimises with an optimizer of their own before the encoder's step. TERMS names each term
+by the trainer argument that carries its weight. A new term: its module here, its line in TERMS, its knob
+in stages/params.py.
+"""
+
+from __future__ import annotations
+
+from dismi.model.terms.adversary import Adversary
+from dismi.model.terms.base import Term
+
+TERMS: dict[str, type[Term]] = {"lambda_adv": Adversary}
+
+__all__ = ["TERMS", "Adversary", "Term"]

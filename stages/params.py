@@ -309,6 +309,15 @@ class TrainExclusive(_Training):
         symbol="λ_adv",
         check=_nonneg,
     )
+    beta_kl_ex: float = knob(
+        "beta_kl_ex",
+        0.0,
+        "a number >= 0 (0 = off)",
+        "weight of the bottleneck's KL: the MI terms see E through a unit-variance Gaussian channel, charged "
+        "||E||^2 / 2 per image (0 = off, the paper; a departure)",
+        symbol="β_KL",
+        check=_nonneg,
+    )
     negatives: str = knob(
         "negatives_ex",
         "batch",

@@ -37,8 +37,9 @@ def test_committed_params_are_valid_and_complete_and_are_the_cpu_profile():
     # eq. 6's summed norm, the paper's loss weights and batch; fewer iterations than the report.
     assert (committed["dataset"], committed["width"], committed["l1_reduce"]) == ("synthetic", 16, "sum")
     assert (committed["iters_sh"], committed["iters_ex"], committed["lr_sh"]) == (4000, 4000, 1e-3)
-    # Its two departures in E, named in README "Results" and docs/reproduction.md "Departures".
-    assert (committed["negatives_ex"], committed["exclusive_dim"]) == ("partner", 16)
+    # Its departures in E, named in README "Results" and docs/reproduction.md "Departures"; no bottleneck.
+    assert (committed["negatives_ex"], committed["neighbours_ex"], committed["exclusive_dim"]) == ("conditional", 7, 16)
+    assert committed["beta_kl_ex"] == 0
     for key in (
         "alpha_sh",
         "beta_sh",

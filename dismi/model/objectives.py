@@ -138,10 +138,12 @@ class ExclusiveModel(nn.Module):
         fmap_ex: torch.Tensor,
         classes: torch.Tensor,
         negatives: torch.Tensor,
+        noise: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """`negatives`: (2B,) one negative row per image (eq. 2's estimator, losses.statistics_mi) or (2B, N)
-        candidate rows, its own first (InfoNCE over them, losses.statistics_infonce)."""
-        r = torch.cat([s, e], dim=1)  # (2B, shared_dim + dim)
+        candidate rows, its own first (InfoNCE over them, losses.statistics_infonce). `noise` (2B, dim): added
+        to E where the MI terms see it (a `noisy` term's channel); the terms and classifiers see E itself."""
+        r = torch.cat([s, e if noise is None else e + noise], dim=1)  # (2B, shared_dim + dim)
         fmap = torch.cat([fmap_sh, fmap_ex], dim=1)  # (2B, 8w_sh + 8w, 5, 5)
         mi = losses.statistics_mi if negatives.dim() == 1 else losses.statistics_infonce
         mi_global = mi(self.global_net, fmap, r, negatives)

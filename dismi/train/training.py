@@ -24,6 +24,7 @@ from dismi.model import losses
 from dismi.model.networks import MAP_SIZE, Encoder, seeded, to_input
 from dismi.model.objectives import ExclusiveModel, SharedModel
 from dismi.model.terms import TERMS
+from dismi.model.terms.bottleneck import kl_per_dimension
 from dismi.train.modelfile import cpu_state
 from dismi.util import devices
 from dismi.util.errors import DismiError
@@ -366,8 +367,8 @@ class SharedTrainer(Trainer):
 
 class ExclusiveTrainer(Trainer):
     """The exclusive stage's loop. `terms`, keyword arguments named as dismi.model.terms.TERMS' keys, each the
-    weight of an independence term to build (`lambda_adv` the paper's adversary, trained and logged even at
-    weight 0).
+    weight of an independence term, built when its weight is > 0 (`lambda_adv`, the paper's adversary, at 0
+    too: its D is trained and logged, the paper's ablation).
     `negatives`: whose representations the MI terms score each feature map with as negatives (NEGATIVES):
     "batch" another image of the batch (the paper), "partner" the pair's other image (losses.partner_rows),
     "conditional" the other images of a group of `neighbours` + 1 pairs, an anchor pair and its nearest
@@ -410,7 +411,9 @@ class ExclusiveTrainer(Trainer):
                 dim,
                 alpha=alpha,
                 beta=beta,
-                terms=lambda s_dim, e_dim: [TERMS[k](s_dim, e_dim, weight=w) for k, w in terms.items()],
+                terms=lambda s_dim, e_dim: [
+                    TERMS[k](s_dim, e_dim, weight=w) for k, w in terms.items() if w > 0 or TERMS[k].measured_at_zero
+                ],
                 online_earlier=online_earlier,
             ),
             torch.Generator().manual_seed(seeds[0]),
@@ -430,6 +433,9 @@ class ExclusiveTrainer(Trainer):
         self.negatives, self.group = negatives, neighbours + 1
         self._neighbours_for: DevicePairs | None = None  # the split `_neighbours` were found in
         self._neighbours: torch.Tensor | None = None
+        # A noisy term's channel: KL per coordinate of E summed since the last log (logged as kl_dim/<j>)
+        self.noisy = any(term.noisy for term in self.model.terms)
+        self.kl_sums, self.kl_count = torch.zeros(self.model.encoder.out_dim, device=device), 0
         own = [t for t in self.model.terms if t.own_log]
         own_params = {p for t in own for p in t.parameters()}
         self.optimizers = {"main": _adam([p for p in self.model.parameters() if p not in own_params], lr)}
@@ -506,11 +512,35 @@ class ExclusiveTrainer(Trainer):
                 with self.autocast():
                     own[term.own_log] = term.own_loss(s, e.detach(), self.batch_gen)
                 self._backward(term.own_log, own[term.own_log], update)
+        noise = None
+        if self.noisy:
+            noise = torch.randn(e.shape, generator=self.batch_gen, device=self.device, dtype=e.dtype)
+            self.kl_sums += kl_per_dimension(e.detach())
+            self.kl_count += 1
         with self.autocast():
-            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives)
+            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives, noise)
         self._backward("main", self._main_loss(terms), update)
         terms |= own
         return torch.stack([terms[k].detach().float() for k in self.terms])
+
+
+    def _extra_metrics(self):
+        extra = super()._extra_metrics()
+        if self.noisy:
+            kl = (self.kl_sums / max(self.kl_count, 1)).tolist()
+            self.kl_sums.zero_()
+            self.kl_count = 0
+            extra |= {f"kl_dim/{j:02d}": v for j, v in enumerate(kl)}
+        return extra
+
+    def _extra_state(self):
+        return super()._extra_state() | ({"kl": (self.kl_sums, self.kl_count)} if self.noisy else {})
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if self.noisy:
+            self.kl_sums.copy_(state["kl"][0])
+            self.kl_count = state["kl"][1]
 
 
 def nearest(codes: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:

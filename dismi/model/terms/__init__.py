@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dismi.model.terms.adversary import Adversary
 from dismi.model.terms.base import Term
+from dismi.model.terms.bottleneck import Bottleneck
 
-TERMS: dict[str, type[Term]] = {"lambda_adv": Adversary}
+TERMS: dict[str, type[Term]] = {"lambda_adv": Adversary, "beta_kl_ex": Bottleneck}
 
-__all__ = ["TERMS", "Adversary", "Term"]
+__all__ = ["TERMS", "Adversary", "Bottleneck", "Term"]

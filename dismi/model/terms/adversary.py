@@ -16,6 +16,7 @@ class Adversary(Term):
 
     encoder_log = "adv_encoder"
     own_log = "adv_discriminator"
+    measured_at_zero = True  # the paper's lambda_adv = 0 ablation still trains D, and reads its loss
 
     def __init__(self, shared_dim: int, dim: int, weight: float):
         super().__init__(weight)

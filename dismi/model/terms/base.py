@@ -13,11 +13,14 @@ class Term(nn.Module):
 
     `forward(s, e)` is the encoder's loss, unweighted, E not detached; it is logged as loss/<encoder_log>.
     A term with networks of its own sets `own_log` and implements `own_loss(s, e, generator)` on DETACHED E:
-    the trainer steps them with their own Adam before the encoder's step and logs loss/<own_log>.
+    the trainer steps them with their own Adam before the encoder's step and logs loss/<own_log>. A `noisy`
+    term makes the MI terms see E plus unit Gaussian noise (a channel whose information it charges).
     """
 
     encoder_log: str
     own_log: str | None = None
+    noisy: bool = False
+    measured_at_zero: bool = False  # built (and its networks trained, its losses logged) at weight 0 too
 
     def __init__(self, weight: float):
         super().__init__()

@@ -354,7 +354,10 @@ def test_with_the_earlier_protocol_off_nothing_of_it_is_logged(tiny_pairs):
 # --------------------------------------------------------------------------- knobs: params.yaml -> trainer
 
 NEW_KNOBS = dict(lambda_adv=0.37, negatives_ex="conditional", neighbours_ex=3, online_earlier=True)
-TRAINER_NAMES = {"negatives_ex": "negatives", "neighbours_ex": "neighbours"}  # params.yaml name -> the trainer's argument, where they differ
+TRAINER_NAMES = {
+    "negatives_ex": "negatives",
+    "neighbours_ex": "neighbours",
+}  # params.yaml name -> the trainer's argument, where they differ
 
 
 class _Stop(Exception):
@@ -531,7 +534,15 @@ def test_the_bottleneck_shrinks_e_and_logs_its_kl_per_coordinate():
     logs = []
     trainer = planted_trainer(lambda_adv=0.0, beta_kl_ex=1.0)
     before = trainer.model.encoder.dense.weight.abs().sum().item()
-    trainer.fit(data, iters=20, batch_size=8, log_every=10, checkpoint_every=20, log=lambda i, m: logs.append(m), save=lambda s: None)
+    trainer.fit(
+        data,
+        iters=20,
+        batch_size=8,
+        log_every=10,
+        checkpoint_every=20,
+        log=lambda i, m: logs.append(m),
+        save=lambda s: None,
+    )
     assert {"loss/kl", "kl_dim/00", "kl_dim/01"} <= set(logs[-1])
     assert logs[-1]["kl_dim/00"] + logs[-1]["kl_dim/01"] == pytest.approx(logs[-1]["loss/kl"] / 2, rel=0.3)
     assert trainer.model.encoder.dense.weight.abs().sum().item() < before

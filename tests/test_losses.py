@@ -137,6 +137,7 @@ def test_group_candidates_list_each_image_first_then_the_other_images_of_its_gro
     with pytest.raises(ValueError, match="groups of 3"):
         losses.group_candidates(4, 3, torch.device("cpu"))
 
+
 class _SpyStatistics(nn.Module):
     """Scores 0 and records which representation each feature map was paired with."""
 

@@ -6,13 +6,12 @@ import typing
 from pathlib import Path
 
 import pytest
-
-from dismi.model.terms import TERMS
 import yaml
 
 from dismi.data.download import download
 from dismi.data.pairs import pair_data
 from dismi.eval.metrics import EvalSettings
+from dismi.model.terms import TERMS
 from dismi.synthetic.render import write_synthetic
 from dismi.train import training
 from dismi.util.errors import DismiError

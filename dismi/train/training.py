@@ -71,9 +71,7 @@ class DevicePairs:
         pick = torch.randint(len(self.x), (n,), generator=generator, device=self.x.device)
         return torch.cat([self.x[pick], self.y[pick]])
 
-    def draw_groups(
-        self, n: int, neighbours: torch.Tensor, group: int, generator: torch.Generator
-    ) -> torch.Tensor:
+    def draw_groups(self, n: int, neighbours: torch.Tensor, group: int, generator: torch.Generator) -> torch.Tensor:
         """n pairs in groups of `group`: n / group random anchor pairs, each followed by its first group - 1
         `neighbours` (P, k) -> (2n,) rows of `images`, X images then Y, group after group in each half."""
         anchors = torch.randint(len(self.x), (n // group,), generator=generator, device=self.x.device)
@@ -95,8 +93,7 @@ def _stage_seeds(seed: int, stage: int) -> list[int]:
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
-    # fused: one kernel for all parameters, on the CPU as on CUDA (the per-tensor loop cost a
-    # fifth of a small model's iteration)
+    # fused: one kernel for all parameters, on the CPU as on CUDA (docs/performance.md)
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), fused=True)
 
 
@@ -140,7 +137,7 @@ class Trainer:
     def _compile(self, fn: Callable) -> Callable:
         """`fn` compiled when the trainer compiles (whole forward passes, so the statistics networks'
         embed/score calls are inside; AOTAutograd compiles their backward), else `fn` itself. On CUDA
-        with CUDA graphs: one replay instead of a step's 900-1,400 kernel launches (docs/performance.md).
+        with CUDA graphs: one replay instead of a step's many small kernel launches (docs/performance.md).
         The modules are not touched: parameter names, hence checkpoints, stay the same."""
         if not self.compiled:
             return fn
@@ -296,7 +293,7 @@ class Trainer:
         } | self._extra_state()
 
     def _extra_state(self) -> dict:
-        """State of the options that are on (absent when off, so a default checkpoint is today's)."""
+        """State of the options that are on (absent when off)."""
         return {"earlier": (self.earlier_hits, self.earlier_count)} if self.earlier else {}
 
     def load_state_dict(self, state: dict) -> None:
@@ -401,7 +398,9 @@ class ExclusiveTrainer(Trainer):
             raise ValueError(f"negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
         unknown = set(terms) - set(TERMS)
         if unknown or neighbours < 1:
-            raise TypeError(f"need term weights among {sorted(TERMS)} and neighbours >= 1; got {sorted(terms)}, {neighbours}")
+            raise TypeError(
+                f"need term weights among {sorted(TERMS)} and neighbours >= 1; got {sorted(terms)}, {neighbours}"
+            )
         seeds = _stage_seeds(seed, 1)
         model = seeded(
             lambda: ExclusiveModel(
@@ -478,7 +477,11 @@ class ExclusiveTrainer(Trainer):
     def neighbours(self, train: DevicePairs) -> torch.Tensor:
         """(P, neighbours) the train pairs nearest to each by the frozen S of their X image, found once."""
         if self._neighbours_for is not train:
-            s = self._codes[0] if self._codes_for is train and self._codes else self._shared_codes(train.images, False)[0]
+            s = (
+                self._codes[0]
+                if self._codes_for is train and self._codes
+                else self._shared_codes(train.images, False)[0]
+            )
             self._neighbours_for, self._neighbours = train, nearest(s[train.x].float(), self.group - 1)
         return self._neighbours
 
@@ -522,7 +525,6 @@ class ExclusiveTrainer(Trainer):
         self._backward("main", self._main_loss(terms), update)
         terms |= own
         return torch.stack([terms[k].detach().float() for k in self.terms])
-
 
     def _extra_metrics(self):
         extra = super()._extra_metrics()

@@ -2,8 +2,7 @@
 
 A training step allocates and frees the same large tensors every iteration (a width-64 batch's first
 feature map is 120 MB). glibc serves blocks over 32 MB with mmap and unmaps them when freed, so every
-step pays page faults that zero the same memory again; on the 2-core development machine that was 15%
-of the encoder's forward and backward (docs/performance.md). With mmap off and the trim threshold out
+step pays page faults that zero the same memory again (their cost: docs/performance.md). With mmap off and the trim threshold out
 of reach, freed blocks stay in the heap and the next step reuses them. The process's peak memory is
 unchanged; it is simply not given back until the process ends, which for a training stage is what we
 want. Not glibc (macOS, musl, Windows): nothing happens.

@@ -1,5 +1,5 @@
-"""`python -m stages COMMAND`: the six DVC stages, plus the bench, results, offline-plots, push-run-cache and knobs
-helpers."""
+"""`python -m stages COMMAND`: the six DVC stages, plus the export, bench, results, offline-plots, push-run-cache and
+knobs helpers."""
 
 import sys
 
@@ -10,6 +10,7 @@ from stages import (
     bench,
     download,
     evaluate,
+    export,
     knobs,
     offline_plots,
     pairs,
@@ -32,6 +33,9 @@ app.command("train-shared", help="Stage 3: learn the shared representation S (eq
 app.command("train-exclusive", help="Stage 4: learn the exclusive representation E (eq. 8-10).")(train_exclusive.main)
 app.command("evaluate", help="Stage 5: held-out probe accuracies, distance to ideal, retrieval.")(evaluate.main)
 app.command("plot", help="Stage 6: PNG figures under metrics/plots.")(plot.main)
+app.command(
+    "export", help="Not a stage: the S and E codes of the train and test images, with their factor classes, to a .npz."
+)(export.main)
 app.command("bench", help="Not a stage: iterations/s of both training loops vs bare forward+backward.")(bench.main)
 app.command(
     "results",

@@ -47,7 +47,7 @@ def page() -> str:
         import vl_convert
     except ImportError:
         raise DismiError(
-            "vl-convert-python is not installed: pip install vl-convert-python "
+            "vl-convert-python is not installed: pip install -e '.[offline-plots]' "
             "(it ships the Vega JavaScript this page bundles)"
         ) from None
     version = max(

@@ -50,8 +50,19 @@ def test_accuracy_table_names_ours_paper_report_ideal_chance():
     fig = plotting.accuracy_table(results, N_VALUES)
     assert "Table VI" in fig.get_suptitle()
     assert _titles(fig)[0].startswith(
-        "Classifier on S (shared): distance to ideal, paper 1.250, wide 1.500 (paper 0.0020"
+        "Classifier on S (shared)\ndistance to ideal: paper 1.250, wide 1.500 (paper 0.0020"
     )
+    # readable at its saved size: the two panel titles apart, the legend inside the figure
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else None
+    if renderer is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    left, right = (ax.title.get_window_extent(renderer) for ax in fig.axes[:2])
+    assert left.x1 < right.x0, "the panel titles run into each other"
+    legend, whole = fig.legends[0].get_window_extent(renderer), fig.bbox
+    assert whole.x0 <= legend.x0 and legend.x1 <= whole.x1, "the legend is cut at the figure's edge"
     assert "paper 0.750, wide 0.250 (paper 0.1955, report 0.600)" in _titles(fig)[1]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {

@@ -2,7 +2,7 @@
 compressed .npz, for analysis outside the pipeline (a notebook, another metric library).
 
 Arrays: s_<split> (N, shared_dim) and e_<split> (N, exclusive_dim) float32 codes, classes_<split> (N, 6) int64
-factor classes (columns in `factors`' order), image_<split> (N,) the images' rows in the Shapes3D file, for
+factor classes (columns in `factors`' order; the values of each: docs/facts.md, "Dataset"), image_<split> (N,) the images' rows in the Shapes3D file, for
 split in train and test; `factors` the six factor names. The codes are those evaluation reads: eval mode,
 final weights.
 """

@@ -18,6 +18,7 @@ from dismi.model.networks import (
     to_input,
 )
 from dismi.model.objectives import ExclusiveModel, SharedModel
+from dismi.model.terms import Adversary
 from dismi.util.errors import DismiError
 
 
@@ -59,13 +60,15 @@ def test_statistics_networks_score_shapes_and_exclusive_global_net_sees_16w_chan
     width = 64
     shared = SharedModel(width, 64, alpha=0.5, beta=1.0, gamma=0.1, switched=True)
     assert shared.global_net.convs[0].in_channels == 512
-    ex = ExclusiveModel(width, 64, width, 64, alpha=0.5, beta=1.0, lambda_adv=0.01)
+    ex = ExclusiveModel(
+        width, 64, width, 64, alpha=0.5, beta=1.0, terms=lambda s_dim, e_dim: [Adversary(s_dim, e_dim, weight=0.01)]
+    )
     assert ex.global_net.convs[0].in_channels == 16 * width == 1024
     assert ex.local_net.map_in.in_features == 1024
     fmap, rep = torch.randn(3, 1024, 5, 5), torch.randn(3, 128)
     assert ex.global_net(fmap, rep).shape == (3,)
     assert ex.local_net(fmap, rep).shape == (3, 25)  # one score per location of the 5x5 map
-    assert ex.discriminator(rep[:, :64], rep[:, 64:]).shape == (3,)
+    assert ex.terms[0].discriminator(rep[:, :64], rep[:, 64:]).shape == (3,)
 
 
 def test_local_network_equals_1x1_convs_over_map_concatenated_with_tiled_representation():

@@ -101,7 +101,8 @@ def test_losses_one_panel_per_stage():
     assert _titles(fig) == ["Shared stage (eq. 5-7) training losses", "Exclusive stage (eq. 8-10) training losses"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["loss/total", "mi/global", "loss/l1"]
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["loss/total", "loss/adv_encoder"]
-    assert "mi/global and mi/local are the JSD MI estimates it maximises" in fig.get_suptitle()
+    assert "mi/global and mi/local are the MI estimates it maximises" in fig.get_suptitle()
+    assert "InfoNCE with negatives_ex conditional" in fig.get_suptitle()
 
 
 def test_save_figure_writes_a_png_and_no_temporary(tmp_path):

@@ -141,7 +141,8 @@ def losses(curves: Mapping[str, Mapping[str, Curve]]) -> Figure:
         ax.set_ylabel("value as logged (MI estimates in nats)")
         ax.legend(fontsize=8)
     fig.suptitle(
-        "Training losses: loss/total is minimised; mi/global and mi/local are the JSD MI estimates it maximises"
+        "Training losses: loss/total is minimised; mi/global and mi/local are the MI estimates it maximises "
+        "(eq. 2's JSD bound; InfoNCE with negatives_ex conditional)"
     )
     return fig
 

@@ -1,7 +1,6 @@
 """README and docs quote figures from the study outputs under docs/: each quoted figure must be the one in
 the file it comes from (a figure copied by hand and not updated, or updated in one place only, fails here)."""
 
-import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -92,7 +92,7 @@ def start(
     cfg = config.load(params)
     allocator.keep_freed_memory()  # a step's large tensors reuse freed memory instead of faulting it in again
     with devices.claim(cfg.device) as claim:
-        threads = claim.use()
+        threads = claim.bind()
         typer.echo(
             f"device {claim.device} ({devices.describe(claim.device)}), {threads} CPU thread(s) for the whole run"
         )

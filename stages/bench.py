@@ -7,7 +7,7 @@ set as the stages set it), plus the work done every `log_every` iterations (read
 online accuracies on a test batch), timed apart and spread over its interval. The bare figure is one
 step on a fixed batch without the optimizers; their gap is the loop's overhead. The reference
 (dismi.model.reference) runs in a fresh process, as a plain script would. Random images: speed does not depend
-on content. Weights and learning rates are the declared defaults of stages/params.py (the report's).
+on content. Weights and learning rates are the report's protocol (docs/protocols/report.yaml).
 
 The device is claimed as the stages claim it (dismi.util.devices): on the CPU the run's share of the cores,
 fixed when it starts. `--compete N` runs N single-threaded CPU-bound processes (as `yes > /dev/null` would)
@@ -141,7 +141,7 @@ def main(
     ref_iters = max(iters, 5)  # its median step is its figure
     refs = [_reference(width, batch, ref_iters)] if reference else []  # first: nothing else runs yet
     with devices.claim(device) as claim, _competitors(compete):
-        claim.use()
+        claim.bind()
         _bench(
             claim.device,
             width,
@@ -189,14 +189,16 @@ def _bench(
         f"log every {log_every}{'; compiled' if compile else ''}"
         f"{'; float32' if fp32 or dev.type != 'cuda' else '; bfloat16 autocast'}"
     )
-    sizes = {"width": width, "dim": dim, "seed": seed, "compile": compile}
-    shared = training.SharedTrainer(**P.TrainShared.defaults(**sizes).trainer_args(), device=dev)
+    # The report's protocol (params.yaml's values where it sets none) at the bench's sizes.
+    report = P.read("params.yaml") | P.protocol("report")
+    report |= {"width": width, "shared_dim": dim, "exclusive_dim": dim, "seed": seed, "compile": compile}
+    shared = training.SharedTrainer(**P.TrainShared.of(report).trainer_args(), device=dev)
     shared.bf16 = not fp32
     rows = []
     for name, trainer in (("shared", shared), ("exclusive", None)):
         if trainer is None:  # built after the shared figures: it freezes the encoder it is given
             trainer = training.ExclusiveTrainer(
-                shared=shared.model.encoder, device=dev, **P.TrainExclusive.defaults(**sizes).trainer_args()
+                shared=shared.model.encoder, device=dev, **P.TrainExclusive.of(report).trainer_args()
             )
             trainer.bf16 = not fp32
         rows.append((name, *_measure(trainer, data, batch, iters, warmup, rounds, log_every), torch.get_num_threads()))

@@ -162,7 +162,7 @@ def main(
     )
     cfg = P.Evaluate.load(params)
     with devices.claim(cfg.device) as claim:  # a GPU of its own, or its share of the cores
-        threads = claim.use()
+        threads = claim.bind()
         device = claim.device
         settings = EvalSettings(**asdict(cfg) | {"device": str(device), "jobs": threads})
         logs = (("shared", online_shared), ("exclusive", online_exclusive))

@@ -82,12 +82,13 @@ def _exp_show() -> list[dict]:
 
     try:
         # Every commit's experiments (`dvc exp show --all-commits`), not only HEAD's: a study survives commits.
+        # DVC's public API lists no commits with experiments; Repo.experiments.ls (`dvc exp list -A`) does.
         with Repo() as repo:
             baselines = sorted(repo.experiments.ls(all_commits=True))
-            rows = dvc.api.exp_show(revs=baselines or None)
-            for row in rows:
-                if row.get("Experiment") and row.get("State") in (None, "Success") and row.get("rev") != "workspace":
-                    row[CURVES_COLUMN] = _curves_at(repo, row["rev"])
+        rows = dvc.api.exp_show(revs=baselines or None)
+        for row in rows:
+            if row.get("Experiment") and row.get("State") in (None, "Success") and row.get("rev") != "workspace":
+                row[CURVES_COLUMN] = _curves_at(row["rev"])
         return rows
     except DismiError:
         raise
@@ -97,24 +98,28 @@ def _exp_show() -> list[dict]:
         ) from None
 
 
-def _curves_at(repo, rev: str) -> list[dict] | None:
-    """The experiment commit's curves.json (committed with it: `cache: false` in dvc.yaml), or None
-    where it has none (made before snapshots, or snapshot_every 0)."""
-    fs = repo.scm.get_fs(rev)
+def _read_at(rev: str, path: str) -> list | None:
+    """A JSON file as the experiment commit holds it (`cache: false` in dvc.yaml: committed with it)."""
+    import dvc.api
+
     try:
-        rows = json.loads(fs.read_text(CURVES_FILE))
+        return json.loads(dvc.api.read(path, rev=rev))
     except FileNotFoundError:
         return None
     except json.JSONDecodeError as e:
-        raise DismiError(f"{CURVES_FILE} of experiment commit {rev} is not JSON ({e}): rerun that experiment") from None
-    try:  # each critic's loss per E snapshot, as the curve rows' critic_<critic>_loss (studies.curve_figures)
-        critics = json.loads(fs.read_text(CRITIC_CURVES_FILE))
-    except (FileNotFoundError, json.JSONDecodeError):
-        critics = []
+        raise DismiError(f"{path} of experiment commit {rev} is not JSON ({e}): rerun that experiment") from None
+
+
+def _curves_at(rev: str) -> list[dict] | None:
+    """The experiment's curves.json rows, each critic's loss per E snapshot added as rows with
+    critic_<critic>_loss fields (studies.curve_figures); None where it has none (snapshot_every 0)."""
+    rows = _read_at(rev, CURVES_FILE)
+    if rows is None:
+        return None
     return rows + [
         {"representation": "exclusive", "probe": "critic", "iteration": r["iteration"]}
         | {f"critic_{c}_loss": v for c, v in r.items() if c != "iteration"}
-        for r in critics
+        for r in _read_at(rev, CRITIC_CURVES_FILE) or []
     ]
 
 

@@ -1,5 +1,6 @@
 """The command surface: `python -m stages --help` lists the six stages, errors are one line."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +48,20 @@ def test_bad_param_is_one_error_line_and_no_output(tmp_path):
     assert not out.exists()
 
 
-def test_knobs_lists_every_param_with_its_value_and_report_default():
+def test_knobs_lists_every_param_with_its_value_and_the_reports_and_papers():
     r = _run("knobs")
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == list(yaml.safe_load((REPO / "params.yaml").read_text()))
     assert "| `gamma` | γ | 0.1 | 0.1 |" in r.stdout
-    assert "| `iters_sh` | - | 4000 | 50000 |" in r.stdout
+    assert "| `iters_sh` | - | 4000 | 50000 | - |" in r.stdout
+    assert "| `lr_ex` | - | 0.001 | 0.001 | 0.0001 |" in r.stdout
+
+
+def test_the_readme_report_command_is_the_report_protocol():
+    """The mistake: README's full-reproduction command and docs/protocols/report.yaml drifting apart."""
+    r = _run("knobs", "--protocol", "report")
+    assert r.returncode == 0, r.stderr
+    readme = (REPO / "README.md").read_text().replace("\\\n", " ")
+    command = next(line for line in readme.splitlines() if line.startswith("dvc exp run -n report"))
+    assert sorted(re.findall(r"-S \S+", command)) == sorted(re.findall(r"-S \S+", r.stdout))

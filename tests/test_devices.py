@@ -168,7 +168,7 @@ def test_a_run_keeps_the_thread_count_it_started_with(gpus, locks, monkeypatch):
     before = torch.get_num_threads()
     try:
         with devices.claim("cpu") as claim:
-            assert claim.use() == 8
+            assert claim.bind() == 8
             with devices.claim("cpu"):  # another run starts beside it
                 assert torch.get_num_threads() == 8
             assert torch.get_num_threads() == 8

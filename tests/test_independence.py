@@ -10,10 +10,12 @@ stops reaching the encoder, changes sign, or if a knob does not reach the traine
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 from typer.testing import CliRunner
 
@@ -27,6 +29,8 @@ from dismi.train.training import DevicePairs, ExclusiveTrainer, SharedTrainer
 from dismi.util.errors import DismiError
 from stages import params as P
 from stages.__main__ import app
+
+REPO = Path(__file__).resolve().parents[1]
 
 CPU = torch.device("cpu")
 A = 4  # classes of the planted shared factor a and of the own factor b
@@ -407,8 +411,9 @@ def test_neighbours_that_do_not_split_the_batch_into_groups_are_one_line_naming_
     P.TrainExclusive.load(params_file(tmp_path, negatives_ex="partner", neighbours_ex=6))  # unused: no constraint
 
 
-def test_the_defaults_are_the_paper_adversary_as_before():
-    cfg = P.TrainExclusive.defaults()
+def test_the_paper_protocol_is_the_paper_adversary_as_before():
+    values = yaml.safe_load((REPO / "params.yaml").read_text()) | P.protocol("paper")
+    cfg = P.TrainExclusive.of(values)
     assert (cfg.lambda_adv, cfg.negatives, cfg.online_earlier) == (0.01, "batch", False)
 
 

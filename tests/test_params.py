@@ -38,32 +38,43 @@ def test_committed_params_are_valid_and_complete_and_are_the_cpu_profile():
     assert (committed["iters_sh"], committed["iters_ex"], committed["lr_sh"]) == (4000, 4000, 1e-3)
     # Its departures in E, named in README "Results" and docs/reproduction.md "Departures"; no bottleneck.
     assert (committed["negatives_ex"], committed["neighbours_ex"], committed["exclusive_dim"]) == ("conditional", 7, 16)
-    assert committed["beta_kl_ex"] == 0
-    for key in (
-        "alpha_sh",
-        "beta_sh",
-        "gamma",
-        "lr_ex",
-        "alpha_ex",
-        "beta_ex",
-        "lambda_adv",
-        "batch_size",
-        "shared_dim",
-        "n_pairs",
-        "switched",
-    ):
-        assert committed[key] == params.KNOBS[key].default, key
+    assert committed["beta_kl_ex"] == 0.01
+    # The paper's value wherever the paper gives one, but the departures, each marked so in params.yaml.
+    lines = {line.split(":")[0]: line for line in (REPO / "params.yaml").read_text().splitlines()}
+    departures = {key for key, k in params.KNOBS.items() if k.paper is not None and committed[key] != k.paper}
+    assert departures <= {"dataset", "width", "exclusive_dim", "lr_sh", "lr_ex", "negatives_ex", "beta_kl_ex"}
+    assert [key for key in departures if "departure" not in lines[key]] == []
+    assert (committed["lr_ex"], committed["n_pairs"]) == (1e-3, 24000)  # the report's
 
 
-def test_declared_defaults_reproduce_the_report():
-    values = {key: knob.default for key, knob in params.KNOBS.items()}
-    # The declared defaults reproduce the report (Sec. IV-C, IV-D): the README's full-reproduction -S set.
+def _protocol(name: str) -> dict:
+    """params.yaml with the protocol's overrides, through the one checker (each config's `of`)."""
+    values = yaml.safe_load((REPO / "params.yaml").read_text()) | params.protocol(name)
+    for config in params.CONFIGS:
+        config.of(values)
+    return {key: params.KNOBS[key].coerce(value, name) for key, value in values.items()}
+
+
+def test_the_report_protocol_reproduces_the_report():
+    values = _protocol("report")
+    # The report (Sec. IV-C, IV-D) on real Shapes3D: README's full-reproduction -S set.
+    assert values["dataset"] == "shapes3d"
     assert values["lr_sh"] == 1e-4 and values["iters_sh"] == 50000
     assert values["lr_ex"] == 1e-3 and values["iters_ex"] == 30000
     assert (values["alpha_sh"], values["beta_sh"], values["gamma"]) == (0.5, 1.0, 0.1)
     assert values["lambda_adv"] == 0.01 and values["batch_size"] == 64
     assert values["width"] == 64 and values["shared_dim"] == values["exclusive_dim"] == 64
     assert values["n_pairs"] == 24000 and values["switched"] is True
+    assert (values["l1_reduce"], values["negatives_ex"], values["beta_kl_ex"]) == ("mean", "batch", 0)
+
+
+def test_the_paper_protocol_is_the_report_at_the_papers_values():
+    values = _protocol("paper")
+    assert values["lr_sh"] == values["lr_ex"] == 1e-4 and values["l1_reduce"] == "sum"
+    assert (values["negatives_ex"], values["beta_kl_ex"], values["switched"]) == ("batch", 0, True)
+    assert values["iters_ex"] == 30000  # the paper gives none: the report's
+    with pytest.raises(DismiError, match="no protocol 'mine'"):
+        params.protocol("mine")
 
 
 def test_every_stage_param_in_dvc_yaml_is_a_knob():
@@ -160,8 +171,8 @@ def test_a_fields_type_is_its_knobs_type_and_its_default_is_allowed(config):
     hints = typing.get_type_hints(config)
     for name, k in config.knobs().items():
         assert hints[name] is k.kind and k.kind in (bool, int, float, str), f"{config.__name__}.{name}"
-        assert k.check(k.default), f"{k.key}'s default {k.default!r} is not {k.allowed}"
-        assert k.meaning and k.allowed and "\n" not in k.meaning + k.allowed + k.symbol
+        assert k.paper is None or k.check(k.paper), f"{k.key}'s paper value {k.paper!r} is not {k.describe()}"
+        assert k.meaning and k.describe() and "\n" not in k.meaning + k.describe() + k.symbol
 
 
 def _arguments(fn, *left_out) -> set[str]:
@@ -170,26 +181,32 @@ def _arguments(fn, *left_out) -> set[str]:
 
 def test_config_fields_are_the_library_argument_names():
     # Every trainer and loop argument a user can set is a knob, under the library's own name.
-    assert set(params.TrainShared.defaults().trainer_args()) == _arguments(training.SharedTrainer, "device")
+    assert set(params.TrainShared.load(REPO / "params.yaml").trainer_args()) == _arguments(
+        training.SharedTrainer, "device"
+    )
     # `encoder` is no knob: a module that tests plant in place of Table I's (tests/test_independence.py);
     # `terms` gathers the independence terms' weights, each a knob under its TERMS key
-    assert set(params.TrainExclusive.defaults().trainer_args()) == _arguments(
+    assert set(params.TrainExclusive.load(REPO / "params.yaml").trainer_args()) == _arguments(
         training.ExclusiveTrainer, "shared", "device", "encoder", "terms"
     ) | set(TERMS)
     for config in (params.TrainShared, params.TrainExclusive):
-        assert set(config.defaults().fit_args()) == _arguments(training.Trainer.fit, "data", "log", "save")
+        assert set(config.load(REPO / "params.yaml").fit_args()) == _arguments(
+            training.Trainer.fit, "data", "log", "save"
+        )
     # `jobs` is no knob: the run's share of the cores, which the figures do not depend on
     assert set(params.Evaluate.knobs()) == {f.name for f in dataclasses.fields(EvalSettings)} - {"jobs"}
     assert set(params.Pairs.knobs()) <= _arguments(pair_data)
     assert "url" in _arguments(download) and "grid" in _arguments(write_synthetic)
 
 
-def test_a_params_file_of_the_declared_defaults_loads_as_each_configs_defaults(tmp_path):
+def test_a_params_file_loads_as_its_values_through_of(tmp_path):
+    values = yaml.safe_load((REPO / "params.yaml").read_text()) | params.protocol("report")
     f = tmp_path / "params.yaml"
-    f.write_text(yaml.safe_dump({key: k.default for key, k in params.KNOBS.items()}))
+    f.write_text(yaml.safe_dump(values))
     for config in params.CONFIGS:
-        assert config.load(f) == config.defaults()
-        assert config.load(f).params() == {key: params.KNOBS[key].default for key in config.keys()}
+        assert config.load(f) == config.of(values)
+        assert config.load(f).params() == {key: params.load(f, [key])[key] for key in config.keys()}
+    assert params.TrainShared.load(f).lr == 1e-4
 
 
 def test_a_config_reads_its_flat_keys_into_the_librarys_names(tmp_path):

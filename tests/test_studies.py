@@ -259,10 +259,17 @@ def _curves(value, iterations=(10, 20)):
 
 
 def _with_critics(metrics, losses):
-    by_iteration = {str(it): {"loss": loss, "jsd": 0.0} for it, loss in losses.items()}
-    last = losses[max(losses)]
-    critic = {"loss": last, "calibration_loss": 1.386, "by_iteration": by_iteration}
+    critic = {"loss": losses[max(losses)], "calibration_loss": 1.386}
     return {**metrics, "dependence": {"paper": critic, "separable": critic}}
+
+
+def _critic_rows(losses):
+    """The critics' loss per E snapshot as results reads it (critic_curves.json, as curve rows)."""
+    return [
+        {"representation": "exclusive", "probe": "critic", "iteration": it}
+        | {"critic_paper_loss": loss, "critic_separable_loss": loss}
+        for it, loss in losses.items()
+    ]
 
 
 def test_each_snapshot_and_the_training_d_are_summarised_over_seeds():
@@ -271,7 +278,7 @@ def test_each_snapshot_and_the_training_d_are_summarised_over_seeds():
             f"hsic-seed{k}",
             {"seed": k},
             _with_critics(_metrics(v), {10: 0.5 + v, 20: 0.7 + v}),
-            curves=_curves(v),
+            curves=_curves(v) + _critic_rows({10: 0.5 + v, 20: 0.7 + v}),
             training={"adv_discriminator": 2.5 + v},
         )
         for k, v in enumerate((0.2, 0.4))

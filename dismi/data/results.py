@@ -50,16 +50,9 @@ PROBES = {
 EARLIER = ProbeKind("earlier", "earlier protocol", "softmax before the cross-entropy", None, "acc_earlier")
 ONLINE = {**PROBES, "earlier": EARLIER}
 HELD_OUT_FIGURES = (*FACTORS, "distance_to_ideal")
+
+
 # evaluate.json before the judges were named (rows saved in docs/reproduction): where each figure was.
-_LEGACY = {
-    ("held_out", "wide"): ("{rep}",),
-    ("held_out", "paper"): ("paper_probe", "{rep}"),
-    ("online", "wide"): ("online", "{rep}"),
-    ("online", "paper"): ("online_paper", "{rep}"),
-    ("online", "earlier"): ("online_earlier", "{rep}"),
-}
-
-
 def probe(name: str) -> ProbeKind:
     try:
         return PROBES[name]
@@ -101,12 +94,9 @@ class Results:
     @classmethod
     def from_json(cls, blob: Mapping, where: str = "evaluate.json", complete: bool = True) -> Results:
         """Validated: every probe, representation and figure present as a number, else one line naming
-        the first missing one; `complete=False` needs only the held-out figures (what studies compare).
-        Reads the layout before the judges were named too (the study rows saved in docs/reproduction)."""
+        the first missing one; `complete=False` needs only the held-out figures (what studies compare)."""
         if not isinstance(blob, Mapping):
             raise DismiError(f"{where} is not a JSON object: rerun the evaluate stage")
-        if "held_out" not in blob and "paper_probe" in blob:
-            blob = _from_legacy(blob)
         try:
             held_out = {
                 p: {
@@ -137,14 +127,3 @@ class Results:
             msg = str(e) if isinstance(e, DismiError) else f"{where} is not nested as dismi.data.results says"
             raise DismiError(f"{msg}: rerun the evaluate stage (dvc repro evaluate)") from None
         return cls(held_out, online, retrieval, blob.get("dependence"))
-
-
-def _from_legacy(blob: Mapping) -> dict:
-    out: dict = {}
-    for (section, name), path in _LEGACY.items():
-        node = blob
-        for key in path[:-1]:
-            node = node.get(key, {}) if isinstance(node, Mapping) else {}
-        if isinstance(node, Mapping) and all(path[-1].format(rep=r) in node for r in REPRESENTATIONS):
-            out.setdefault(section, {})[name] = {r: node[path[-1].format(rep=r)] for r in REPRESENTATIONS}
-    return out | {k: blob[k] for k in ("retrieval", "dependence") if k in blob}

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from dismi.data.factors import FACTORS, SHARED_FACTORS, SIZES, chance_level
 from dismi.data.results import HELD_OUT_FIGURES, PROBES, REPRESENTATIONS, SYMBOL, Results
@@ -27,6 +28,7 @@ from dismi.util.errors import DismiError
 SEED_SUFFIX = re.compile(r"^(?P<group>.+)-seed(?P<seed>\d+)$")
 CRITIC_FIGURES = ("loss", "calibration_loss")  # of each fresh critic (dismi.eval.dependence), when measured
 CRITIC_CURVE = re.compile(r"critic_(?P<critic>\w+?)_loss")  # a curves.json field: a critic's loss on that E snapshot
+GROUP = "group"  # the table column naming a run's group
 CHANCE_D_LOSS = 4 * np.log(2)  # the training D's loss at chance: 2 ln 2 on each of its two views
 
 
@@ -93,9 +95,9 @@ def figures(metrics: Mapping) -> dict[str, float] | None:
     return out
 
 
-def curve_figures(curves: Sequence[Mapping], metrics: Mapping) -> dict[str, float]:
+def curve_figures(curves: Sequence[Mapping]) -> dict[str, float]:
     """curves.json rows -> {"curve/probe/representation/iteration/figure": value} and, from the rows'
-    critic_<critic>_loss fields (or the per-snapshot critics of older evaluate.json files),
+    critic_<critic>_loss fields,
     {"curve/dependence/critic/iteration/loss": value}; empty when neither was saved."""
     out = {
         f"curve/{row['probe']}/{row['representation']}/{int(row['iteration'])}/{f}": float(row[f])
@@ -108,11 +110,6 @@ def curve_figures(curves: Sequence[Mapping], metrics: Mapping) -> dict[str, floa
             m = CRITIC_CURVE.fullmatch(key)
             if m and isinstance(v, (int, float)):
                 out[f"curve/dependence/{m['critic']}/{int(row['iteration'])}/loss"] = float(v)
-    for critic, figs in (metrics.get("dependence") or {}).items():
-        by_iteration = figs.get("by_iteration") if isinstance(figs, Mapping) else None
-        for it, v in (by_iteration or {}).items():
-            if str(it).isdigit() and isinstance(v, Mapping) and isinstance(v.get("loss"), (int, float)):
-                out[f"curve/dependence/{critic}/{int(it)}/loss"] = float(v["loss"])
     return out
 
 
@@ -122,7 +119,7 @@ def run_figures(run: Run) -> dict[str, float] | None:
     out = figures(run.metrics)
     if out is None:
         return None
-    return out | curve_figures(run.curves, run.metrics) | {f"training/{k}": float(v) for k, v in run.training.items()}
+    return out | curve_figures(run.curves) | {f"training/{k}": float(v) for k, v in run.training.items()}
 
 
 def check_seed(run: Run) -> None:
@@ -161,7 +158,7 @@ def _params_group_name(run: Run, ignore: Sequence[str], varying: Sequence[str]) 
 
 def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Summary]:
     """One Summary per group (group_key: by name, else by the params but `ignore`), in order of first
-    appearance; runs without every figure are left out."""
+    appearance; runs without every figure are left out, and a group keeps the figures all its runs have."""
     by_key: dict[tuple, list[tuple[Run, dict]]] = {}
     for run in runs:
         check_seed(run)
@@ -177,28 +174,26 @@ def summarise(runs: Sequence[Run], ignore: Sequence[str] = ("seed",)) -> list[Su
             if k not in ignore and len({json.dumps(q.get(k), default=str) for q in param_groups}) > 1
         }
     )
-    groups: dict[str, list[tuple[Run, dict]]] = {}
+    groups: dict[str, list[Run]] = {}
+    rows = []  # one per run: its group, then its figures
     for (how, name), members in by_key.items():
         if how == "params":
             name = _params_group_name(members[0][0], ignore, varying)
         if name in groups:  # a params group named as another group: tell them apart by a run's name
             name = f"{name} ({members[0][0].name})"
-        groups[name] = members
+        groups[name] = [r for r, _ in members]
+        rows += [{GROUP: name} | figs for _, figs in members]
+    if not rows:
+        return []
+    # Older rows lack the critics, rows saved without their curves lack those: a group keeps what all have.
+    table = pd.DataFrame(rows).groupby(GROUP, sort=False)
+    means, stds, counts = table.mean(), table.std(ddof=1), table.count()
     out = []
     for group, members in groups.items():
-        # older rows lack the critics, rows saved without their curves lack those
-        keys = [k for k in members[0][1] if all(k in figs for _, figs in members)]
-        values = {k: np.array([figs[k] for _, figs in members]) for k in keys}
-        shared = {k: v for k, v in members[0][0].params.items() if all(r.params.get(k) == v for r, _ in members)}
-        out.append(
-            Summary(
-                group,
-                tuple(r.name for r, _ in members),
-                shared,
-                {k: float(v.mean()) for k, v in values.items()},
-                {k: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
-            )
-        )
+        every = counts.columns[counts.loc[group] == len(members)]
+        mean, std = means.loc[group, every], stds.loc[group, every].fillna(0.0)  # a single run: no spread
+        shared = {k: v for k, v in members[0].params.items() if all(r.params.get(k) == v for r in members)}
+        out.append(Summary(group, tuple(r.name for r in members), shared, mean.to_dict(), std.to_dict()))
     return out
 
 

@@ -71,8 +71,6 @@ class SharedModel(nn.Module):
         online_earlier: bool = False,
     ):
         super().__init__()
-        if l1_reduce not in losses.L1_REDUCTIONS:
-            raise ValueError(f"l1_reduce must be one of {losses.L1_REDUCTIONS}, got {l1_reduce!r}")
         self.alpha, self.beta, self.gamma, self.switched, self.l1_reduce = alpha, beta, gamma, switched, l1_reduce
         self.encoder = Encoder(width, dim)
         self.global_net = GlobalStatistics(8 * width, dim, width)

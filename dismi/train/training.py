@@ -394,13 +394,8 @@ class ExclusiveTrainer(Trainer):
         encoder: nn.Module | None = None,
         **terms: float,
     ):
-        if negatives not in losses.NEGATIVES:
-            raise ValueError(f"negatives must be one of {losses.NEGATIVES}, got {negatives!r}")
-        unknown = set(terms) - set(TERMS)
-        if unknown or neighbours < 1:
-            raise TypeError(
-                f"need term weights among {sorted(TERMS)} and neighbours >= 1; got {sorted(terms)}, {neighbours}"
-            )
+        if set(terms) - set(TERMS):  # a keyword, not a value: the boundary checked the values
+            raise TypeError(f"term weights are among {sorted(TERMS)}; got {sorted(terms)}")
         seeds = _stage_seeds(seed, 1)
         model = seeded(
             lambda: ExclusiveModel(
@@ -430,6 +425,7 @@ class ExclusiveTrainer(Trainer):
         self._codes_for: DevicePairs | None = None  # the split `_codes` were computed for
         self._codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.negatives, self.group = negatives, neighbours + 1
+        self._fixed_rows: dict[int, torch.Tensor] = {}  # partner or group rows by batch size
         self._neighbours_for: DevicePairs | None = None  # the split `_neighbours` were found in
         self._neighbours: torch.Tensor | None = None
         # A noisy term's channel: KL per coordinate of E summed since the last log (logged as kl_dim/<j>)
@@ -491,11 +487,15 @@ class ExclusiveTrainer(Trainer):
         return train.draw_groups(batch_size, self.neighbours(train), self.group, self.batch_gen)
 
     def _negatives(self, n_pairs: int) -> torch.Tensor:
-        if self.negatives == "partner":
-            return losses.partner_rows(n_pairs, self.device)
-        if self.negatives == "conditional":
-            return losses.group_candidates(n_pairs, self.group, self.device)
-        return losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        if self.negatives == "batch":  # drawn afresh for every batch
+            return losses.other_in_view(n_pairs, self.batch_gen, self.device)
+        if n_pairs not in self._fixed_rows:  # the same rows for every batch of this size
+            self._fixed_rows[n_pairs] = (
+                losses.partner_rows(n_pairs, self.device)
+                if self.negatives == "partner"
+                else losses.group_candidates(n_pairs, self.group, self.device)
+            )
+        return self._fixed_rows[n_pairs]
 
     def step(self, images, classes, *, update=True, s=None, fmap_sh=None):
         """`s`, `fmap_sh`: the frozen shared encoder's codes of `images`, when looked up already."""

@@ -66,7 +66,7 @@ class Claim:
     slot: str  # the lock file's name, e.g. cuda0.0.lock: GPU 0, its first run
     _file: IO | None = field(default=None, repr=False)
 
-    def use(self) -> int:
+    def bind(self) -> int:
         """Make the claimed GPU torch's current CUDA device (so a bare 'cuda' anywhere means it too) and
         give this process its share of the cores, for the rest of the run -> the torch threads it uses."""
         if self.device.type == "cuda":

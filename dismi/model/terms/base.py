@@ -24,8 +24,6 @@ class Term(nn.Module):
 
     def __init__(self, weight: float):
         super().__init__()
-        if weight < 0:
-            raise ValueError(f"a term's weight must be >= 0, got {weight}")
         self.weight = weight
 
     def own_loss(self, s: torch.Tensor, e: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -37,14 +37,14 @@ def _critics(path: Path, group: str) -> dict[str, str]:
 
 def test_the_readme_table_is_the_profile_s_results_and_the_earlier_profile_s():
     readme = {row["factor"]: row for row in _table((REPO / "README.md").read_text(), "factor")}
-    profile, before = _group_table(PROFILE, "cond7"), _group_table(BEFORE, "profile")
+    profile, before = _group_table(PROFILE, "kl0.01"), _group_table(BEFORE, "profile")
     for factor in (*FACTORS, "distance to ideal"):
         for column in ("S paper probe", "S wide probe", "E paper probe", "E wide probe"):
             assert readme[factor][column] == profile[factor][column], (factor, column)
         assert readme[factor]["E before (partner)"] == before[factor]["E paper probe"], factor
         for column in ("paper S", "paper E", "report S", "report E"):
             assert readme[factor][column] == profile[factor][column], (factor, column)
-    critics = _critics(PROFILE, "cond7")
+    critics = _critics(PROFILE, "kl0.01")
     assert readme["critics (Table IV / separable)"]["E paper probe"] == f"{critics['paper']} / {critics['separable']}"
     before_critics = _critics(BEFORE, "profile")
     assert (
@@ -57,7 +57,11 @@ def test_the_findings_rows_are_their_results_files():
     findings = (REPO / "docs" / "findings.md").read_text()
     setting = "setting (what changed against the row above)"
     rows = _table(findings, setting)
-    for path, group, start in ((BEFORE, "profile", "and a 16-dim E"), (PROFILE, "cond7", "conditional negatives")):
+    for path, group, start in (
+        (BEFORE, "profile", "and a 16-dim E"),
+        (PROFILE, "cond7", "conditional negatives"),
+        (PROFILE, "kl0.01", "and the bottleneck, beta_kl_ex 0.01"),
+    ):
         (row,) = [r for r in rows if r[setting].startswith(start)]
         table = _group_table(path, group)
         hues = " / ".join(table[f]["E paper probe"] for f in FACTORS[:3])

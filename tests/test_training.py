@@ -257,7 +257,9 @@ def test_exclusive_stage_writes_model_and_metrics_and_its_mi_terms_improve(exclu
     assert blob["device"] == "cpu" and blob["torch_version"] == torch.__version__ and blob["device_name"]
     assert _checkpoints(exclusive_run, "exclusive") == []
     summary = yaml.safe_load((exclusive_run / "live_exclusive" / "metrics.json").read_text())
-    assert set(summary["loss"]) == {"total", "adv_encoder", "adv_discriminator", "classifier"}
+    # the profile's terms: the paper's adversary and the bottleneck, whose KL is also logged per coordinate of E
+    assert set(summary["loss"]) == {"total", "adv_encoder", "adv_discriminator", "kl", "classifier"}
+    assert len(summary["kl_dim"]) == 8
     assert set(summary["mi"]) == {"global", "local"}
     assert set(summary["acc_wide"]["exclusive"]) == set(FACTORS)
     mi = _mi(exclusive_run, "exclusive")

@@ -227,16 +227,17 @@ class TrainExclusive(_Training):
     )
     negatives: str = knob(
         "negatives_ex",
-        ("batch", "partner", "conditional"),
+        ("batch", "partner", "conditional", "kernel"),
         "batch",
-        "MI terms' negatives: another image of the batch, the pair's other one, or a group of pairs near by S",
+        "MI terms' negatives: another image of the batch, the pair's other one, a group of pairs near by S, "
+        "or a group of random pairs weighted by a kernel on S",
     )
     neighbours: int = knob(
-        "neighbours_ex", ">= 1", None, "conditional: train pairs nearest by S drawn with each anchor pair"
+        "neighbours_ex", ">= 1", None, "conditional, kernel: pairs drawn with each anchor pair (nearest by S, random)"
     )
 
     def __post_init__(self):
-        if self.negatives == "conditional" and self.batch_size % (self.neighbours + 1):
+        if self.negatives in ("conditional", "kernel") and self.batch_size % (self.neighbours + 1):
             raise DismiError(
                 f"neighbours_ex is {self.neighbours}, so batch_size ({self.batch_size}) must be a multiple of "
                 f"{self.neighbours + 1}: change either"

@@ -172,8 +172,31 @@ def test_conditional_groups_are_pairs_that_share_the_shared_factor_by_s(planted)
     assert len(set(rows[:32].tolist())) > 8  # not one pair repeated
 
 
-def test_the_conditional_estimator_reaches_the_encoder_and_a_step_raises_it(planted):
-    trainer = planted_trainer(alpha=1.0, beta=0.0, negatives="conditional", neighbours=7)
+def test_kernel_negatives_weight_most_the_images_that_share_the_shared_factor_by_s(planted):
+    """Catches a kernel that stops reading S: in random groups, the negatives that share a (S = a) carry
+    more weight than those that do not, and the step passes those weights to the MI terms."""
+    data, train = planted
+    trainer = planted_trainer(negatives="kernel", neighbours=7)
+    rows = trainer.draw(train, 32)  # random pairs, 4 groups of 8
+    x = to_input(train.images[rows])
+    candidates = losses.group_candidates(32, 8, CPU)
+    with torch.no_grad():
+        s = trainer.shared(x)[0]
+    w = losses.kernel_log_weights(s, candidates)[:, 1:].exp()
+    a = train.classes[rows, A_COLUMN]
+    same = a[candidates[:, 1:]] == a[:, None]
+    assert w[same].mean() > 3 * w[~same].mean(), (w[same].mean(), w[~same].mean())
+    seen = []
+    real = losses.statistics_infonce
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(losses, "statistics_infonce", lambda *args: seen.append(args[4]) or real(*args))
+        trainer.step(train.images[rows], train.classes[rows])
+    assert seen and torch.allclose(seen[0], losses.kernel_log_weights(s, candidates))
+
+
+@pytest.mark.parametrize("negatives", ["conditional", "kernel"])
+def test_the_conditional_estimator_reaches_the_encoder_and_a_step_raises_it(planted, negatives):
+    trainer = planted_trainer(alpha=1.0, beta=0.0, negatives=negatives, neighbours=7)
     data, train = planted
     rows = trainer.draw(train, 16)
     x, classes = to_input(train.images[rows]), train.classes[rows]
@@ -211,7 +234,8 @@ def _terms(trainer: ExclusiveTrainer, batch) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         s, fmap_sh = trainer.shared(x)
     e, fmap_ex = trainer.model.encoder(x)
-    return trainer.model(s, fmap_sh, e, fmap_ex, classes, negatives)
+    weights = losses.kernel_log_weights(s, negatives) if trainer.negatives == "kernel" else None
+    return trainer.model(s, fmap_sh, e, fmap_ex, classes, negatives, None, weights)
 
 
 def _sgd_step_on_encoder(trainer: ExclusiveTrainer, loss: torch.Tensor, lr: float = 0.05) -> float:

@@ -127,6 +127,35 @@ def test_infonce_is_ln_n_minus_the_cross_entropy_of_picking_the_joint_sample_by_
     assert losses.infonce_mi(two).item() == pytest.approx((math.log(3) + math.log(3 / 5)) / 2)
 
 
+def test_weighted_infonce_counts_each_negative_by_its_weight_by_hand():
+    # scores [ln 3, 0, 0], weights 2/3 and 1/3 over the 2 negatives (ln-weights ln(2 * w)): the denominator
+    # is 3 + 2 (2/3 + 1/3) = 5, as unweighted; all weight on a negative scored ln 2 gives 3 + 2 * 2 = 7
+    scores = torch.tensor([[math.log(3), 0.0, 0.0]])
+    log_w = torch.tensor([[0.0, math.log(4 / 3), math.log(2 / 3)]])
+    assert losses.infonce_mi(scores, log_w).item() == pytest.approx(math.log(3) + math.log(3 / 5))
+    skewed = torch.tensor([[math.log(3), math.log(2), 0.0]])
+    all_on_first = torch.tensor([[0.0, math.log(2), -math.inf]])
+    assert losses.infonce_mi(skewed, all_on_first).item() == pytest.approx(math.log(3) + math.log(3 / 7))
+    # per location (n, N, L): the row's weights apply at every location
+    two = torch.stack([scores, scores], 2)  # (1, 3, 2)
+    assert losses.infonce_mi(two, log_w).item() == pytest.approx(math.log(3) + math.log(3 / 5))
+
+
+def test_kernel_weights_favour_negatives_whose_s_is_near_and_are_uniform_when_s_is():
+    s = torch.tensor([[0.0], [0.0], [1.0], [3.0]])
+    candidates = torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3], [2, 3, 0, 1], [3, 2, 1, 0]])
+    log_w = losses.kernel_log_weights(s, candidates)
+    assert torch.equal(log_w[:, 0], torch.zeros(4))  # the joint sample counts once
+    w = log_w[:, 1:].exp() / 3  # the weights themselves: each row's sum to 1
+    assert torch.allclose(w.sum(1), torch.ones(4))
+    # by hand: row 0's squared distances 0, 1, 9; h = the (lower) median of all rows' 0,1,9 0,1,9 4,1,1 4,9,9 = 1
+    e = torch.tensor([1.0, math.exp(-1), math.exp(-9)])
+    assert torch.allclose(w[0], e / e.sum())
+    assert w[0, 0] > w[0, 1] > w[0, 2]  # nearest by S first
+    flat = losses.kernel_log_weights(torch.zeros(4, 2), candidates)
+    assert torch.allclose(flat, torch.zeros(4, 4), atol=1e-6)  # plain InfoNCE
+
+
 def test_group_candidates_list_each_image_first_then_the_other_images_of_its_group():
     c = losses.group_candidates(4, 2, torch.device("cpu"))  # pairs (0, 1) and (2, 3); X rows 0-3, Y rows 4-7
     assert c[:, 0].tolist() == list(range(8))

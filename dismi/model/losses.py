@@ -74,9 +74,24 @@ def group_candidates(n_pairs: int, group: int, device: torch.device) -> torch.Te
 
 
 # Whose representation the exclusive stage's MI terms score each feature map with as a negative
-# (negatives_ex): another image of the batch (the paper), the pair's other image, or the other images of
-# a group of pairs that share the shared factors by S (InfoNCE over the group)
-NEGATIVES = ("batch", "partner", "conditional")
+# (negatives_ex): another image of the batch (the paper), the pair's other image, the other images of
+# a group of pairs that share the shared factors by S (InfoNCE over the group), or the other images of a
+# group of random pairs weighted by a kernel on S (weighted InfoNCE over the group)
+NEGATIVES = ("batch", "partner", "conditional", "kernel")
+
+
+def kernel_log_weights(s: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(2B, N) log-weights of each row's `candidates` for `infonce_mi`, from the frozen S (2B, shared_dim):
+    column 0 (the joint sample) 0, each negative j ln((N - 1) w_j), w a Gaussian kernel on S,
+    exp(-||S_i - S_j||^2 / h), normalised over the row's negatives, h the median squared distance of the
+    batch's negatives. The weighted sum (N - 1) sum_j w_j exp(T_j) estimates E[exp T] under p(E | S), so
+    the term is InfoNCE conditional on S (Tsai et al. 2022, "Conditional Contrastive Learning with Kernel",
+    with the Nadaraya-Watson weights in place of their kernel-ridge ones); uniform weights give InfoNCE."""
+    s = s.detach().float()
+    d2 = (s[candidates[:, :1]] - s[candidates[:, 1:]]).pow(2).sum(-1)  # (2B, N - 1)
+    h = d2.median().clamp_min(torch.finfo(d2.dtype).tiny)
+    log_w = (-d2 / h).log_softmax(1) + math.log(candidates.shape[1] - 1)
+    return torch.cat([torch.zeros_like(log_w[:, :1]), log_w], 1)
 
 
 def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -88,22 +103,34 @@ def statistics_mi(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, negativ
     return views_sum(jsd_mi, joint, marginal)
 
 
-def infonce_mi(scores: torch.Tensor) -> torch.Tensor:
+def infonce_mi(scores: torch.Tensor, log_weights: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE (van den Oord et al. 2018) of (n, N[, L]) scores whose column 0 is each row's joint sample:
     ln N - cross-entropy of picking it among the N, averaged over rows (and locations L). A lower bound on
-    MI that grows with the number of negatives N - 1, up to ln N."""
-    n = scores.shape[1]
-    return math.log(n) + scores.float().log_softmax(1)[:, 0].mean()
+    MI that grows with the number of negatives N - 1, up to ln N. `log_weights` (n, N): added to the
+    scores, each negative's exp(T) counted ln-weight times (`kernel_log_weights`)."""
+    n, scores = scores.shape[1], scores.float()
+    if log_weights is not None:
+        scores = scores + log_weights.view(*log_weights.shape, *[1] * (scores.dim() - 2))
+    return math.log(n) + scores.log_softmax(1)[:, 0].mean()
 
 
-def statistics_infonce(net: nn.Module, fmap: torch.Tensor, rep: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def statistics_infonce(
+    net: nn.Module,
+    fmap: torch.Tensor,
+    rep: torch.Tensor,
+    candidates: torch.Tensor,
+    log_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Global or local MI term as InfoNCE, X and Y summed: each image's feature map scored with the
-    representation of every row of its `candidates` (2B, N), its own first (`group_candidates`). The map
-    part is computed once per image."""
+    representation of every row of its `candidates` (2B, N), its own first (`group_candidates`), the
+    negatives weighted by `log_weights` (2B, N) when given. The map part is computed once per image."""
     h = net.embed(fmap)  # (2B, w) global or (2B, 25, 8w) local
     n = candidates.shape[1]
     scores = net.score(h.repeat_interleave(n, 0), rep[candidates.flatten()])  # (2B * N[, 25])
-    return views_sum(infonce_mi, scores.view(len(h), n, *scores.shape[1:]))
+    scores = scores.view(len(h), n, *scores.shape[1:])
+    if log_weights is None:
+        return views_sum(infonce_mi, scores)
+    return views_sum(infonce_mi, scores, log_weights)
 
 
 L1_REDUCTIONS = ("sum", "mean")

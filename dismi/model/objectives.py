@@ -137,15 +137,20 @@ class ExclusiveModel(nn.Module):
         classes: torch.Tensor,
         negatives: torch.Tensor,
         noise: torch.Tensor | None = None,
+        log_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """`negatives`: (2B,) one negative row per image (eq. 2's estimator, losses.statistics_mi) or (2B, N)
-        candidate rows, its own first (InfoNCE over them, losses.statistics_infonce). `noise` (2B, dim): added
-        to E where the MI terms see it (a `noisy` term's channel); the terms and classifiers see E itself."""
+        candidate rows, its own first (InfoNCE over them, losses.statistics_infonce, weighted by
+        `log_weights` (2B, N) when given). `noise` (2B, dim): added to E where the MI terms see it (a `noisy`
+        term's channel); the terms and classifiers see E itself."""
         r = torch.cat([s, e if noise is None else e + noise], dim=1)  # (2B, shared_dim + dim)
         fmap = torch.cat([fmap_sh, fmap_ex], dim=1)  # (2B, 8w_sh + 8w, 5, 5)
-        mi = losses.statistics_mi if negatives.dim() == 1 else losses.statistics_infonce
-        mi_global = mi(self.global_net, fmap, r, negatives)
-        mi_local = mi(self.local_net, fmap, r, negatives)
+        if negatives.dim() == 1:
+            mi_global = losses.statistics_mi(self.global_net, fmap, r, negatives)
+            mi_local = losses.statistics_mi(self.local_net, fmap, r, negatives)
+        else:
+            mi_global = losses.statistics_infonce(self.global_net, fmap, r, negatives, log_weights)
+            mi_local = losses.statistics_infonce(self.local_net, fmap, r, negatives, log_weights)
         total = -(self.alpha * mi_global + self.beta * mi_local)
         out = {"global": mi_global, "local": mi_local}
         for term in self.terms:

@@ -371,7 +371,9 @@ class ExclusiveTrainer(Trainer):
     "conditional" the other images of a group of `neighbours` + 1 pairs, an anchor pair and its nearest
     train pairs by the frozen S, scored by InfoNCE (losses.statistics_infonce): the negatives then share the
     shared factors, so the MI terms pay E for what tells images of the same shape, scale and orientation
-    apart, every hue, and nothing for the shared factors. `encoder`: an exclusive encoder to train instead
+    apart, every hue, and nothing for the shared factors; "kernel" the other images of a group of as many
+    random pairs, each negative weighted by a kernel on the frozen S (losses.kernel_log_weights): the same
+    conditioning, at the same cost, without the search for neighbours. `encoder`: an exclusive encoder to train instead
     of Table I's (same out_dim and 8 * width map channels; tests plant a dependence with a small one)."""
 
     representation = "exclusive"
@@ -482,7 +484,7 @@ class ExclusiveTrainer(Trainer):
         return self._neighbours
 
     def draw(self, train, batch_size):
-        if self.negatives != "conditional":
+        if self.negatives != "conditional":  # "kernel": groups of consecutive random pairs
             return super().draw(train, batch_size)
         return train.draw_groups(batch_size, self.neighbours(train), self.group, self.batch_gen)
 
@@ -493,7 +495,7 @@ class ExclusiveTrainer(Trainer):
             self._fixed_rows[n_pairs] = (
                 losses.partner_rows(n_pairs, self.device)
                 if self.negatives == "partner"
-                else losses.group_candidates(n_pairs, self.group, self.device)
+                else losses.group_candidates(n_pairs, self.group, self.device)  # conditional or kernel
             )
         return self._fixed_rows[n_pairs]
 
@@ -521,7 +523,8 @@ class ExclusiveTrainer(Trainer):
             self.kl_sums += kl_per_dimension(e.detach())
             self.kl_count += 1
         with self.autocast():
-            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives, noise)
+            weights = losses.kernel_log_weights(s, negatives) if self.negatives == "kernel" else None
+            terms = self._terms(s, fmap_sh, e, fmap_ex, classes, negatives, noise, weights)
         self._backward("main", self._main_loss(terms), update)
         terms |= own
         return torch.stack([terms[k].detach().float() for k in self.terms])

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,9 +44,8 @@ from dvclive import Live
 
 from dismi.data.pairfile import PairData, load_pairs
 from dismi.train import modelfile, training
-from dismi.util import allocator, devices, sources
+from dismi.util import allocator, devices, progress, sources
 from dismi.util.files import file_sha256, guard_outputs, write_text_atomic
-from dismi.util.progress import duration
 from stages import params as P
 
 T = TypeVar("T", P.TrainShared, P.TrainExclusive)
@@ -172,38 +170,26 @@ def train(
     else:
         typer.echo(f"starting fresh: no checkpoint made with these params, data and code ({checkpoint})")
     logger = Live(dir=str(live), dvcyaml=None, save_dvc_exp=False, resume=state is not None)
-    clock = [time.perf_counter(), trainer.iteration]
     threads = torch.get_num_threads()  # fixed for the run by its claim (dismi.util.devices)
+    with progress.phase("iteration", cfg.iters, "it", initial=trainer.iteration) as step:
 
-    def log(iteration: int, metrics: dict[str, float]) -> None:
-        logger.step = iteration  # the rows' step is the iteration; next_step() then signals it
-        for name, value in metrics.items():
-            logger.log_metric(name, value)
-        logger.log_metric("threads", threads, plot=False)  # a constant: in metrics.json, no curve
-        logger.next_step()  # summary, and the step-completed signal VS Code and Studio follow
-        now = time.perf_counter()
-        rate = (iteration - clock[1]) / (now - clock[0])
-        clock[:] = [now, iteration]
-        left = duration((cfg.iters - iteration) / rate) if rate > 0 else "?"
-        typer.echo(
-            f"iteration {iteration}/{cfg.iters}  total {metrics['loss/total']:.4f}  "
-            f"mi global {metrics['mi/global']:.4f}  mi local {metrics['mi/local']:.4f}  "
-            f"{rate:.1f} it/s, {left} left, {threads} thread(s)"
-        )
-
-    def save(s: dict) -> None:
-        modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
-
-    def heartbeat(iteration: int) -> None:  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
-        done = iteration - clock[1]
-        if done > 0:
-            rate = done / (time.perf_counter() - clock[0])
-            typer.echo(
-                f"iteration {iteration}/{cfg.iters}  {rate:.1f} it/s, {duration((cfg.iters - iteration) / rate)} left"
+        def log(iteration: int, metrics: dict[str, float]) -> None:
+            logger.step = iteration  # the rows' step is the iteration; next_step() then signals it
+            for name, value in metrics.items():
+                logger.log_metric(name, value)
+            logger.log_metric("threads", threads, plot=False)  # a constant: in metrics.json, no curve
+            logger.next_step()  # summary, and the step-completed signal VS Code and Studio follow
+            step(
+                iteration,
+                f"total {metrics['loss/total']:.4f}  mi global {metrics['mi/global']:.4f}  "
+                f"mi local {metrics['mi/local']:.4f}  {threads} thread(s)",
             )
 
-    trainer.heartbeat = heartbeat
-    trainer.fit(data, **cfg.fit_args(), log=log, save=save)
+        def save(s: dict) -> None:
+            modelfile.save_checkpoint(checkpoint, s | {"live": _live_files(live)}, fp)
+
+        trainer.heartbeat = step  # between logs: never silent for long (training.HEARTBEAT_SECONDS)
+        trainer.fit(data, **cfg.fit_args(), log=log, save=save)
     logger.end()
     kind = trainer.representation
     modelfile.save_model(

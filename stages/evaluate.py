@@ -2,7 +2,7 @@
 
 Every snapshot of both encoders is encoded once; then each probe kind trains one bank over all of them
 (dismi.eval.probes) and each critic kind one bank over E's snapshots and the calibration (dismi.eval.dependence).
-Progress: one line per encoded snapshot and per epoch of each bank, with the time left.
+Progress (dismi.util.progress.phase): one line per encoded snapshot and per epoch of each bank, with the time left.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dismi.eval.metrics import (
 )
 from dismi.model.networks import encode
 from dismi.train.modelfile import check_model, load_snapshots
-from dismi.util import devices
+from dismi.util import devices, progress
 from dismi.util.errors import DismiError
 from dismi.util.files import file_sha256, guard_outputs, write_text_atomic
 from dismi.util.progress import duration
@@ -84,29 +84,8 @@ def _examples(data: PairData, queries: np.ndarray, neighbours: dict[str, np.ndar
     }
 
 
-class _Progress:
-    """One line per step of a phase of known length: what is done, the phase's time left, time so far.
-    Lines, not a redrawn bar, so `dvc queue logs` and log files stay one line per update."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def phase(self, what: str, total: int, unit: str):
-        begun = time.perf_counter()
-
-        def step(done: int, detail: str = "") -> None:
-            now = time.perf_counter()
-            left = (now - begun) / done * (total - done)
-            typer.echo(
-                f"evaluate: {what}: {unit} {done}/{total}{detail}, {duration(left)} left in this step "
-                f"({duration(now - self.start)} so far)"
-            )
-
-        return step
-
-
 def _dependence(
-    s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings, progress: _Progress
+    s_final: Codes, e_codes: list[tuple[int | None, Codes]], settings: EvalSettings
 ) -> tuple[dict, dict[str, list[float]]]:
     """Fresh critics of each kind on (final S, E) for every E snapshot and a calibration (E shuffled)
     -> (the final E's figures, {critic: held-out loss per E snapshot})."""
@@ -115,19 +94,18 @@ def _dependence(
     out: dict = {"chance_loss": dependence.CHANCE_LOSS}
     per_snapshot: dict[str, list[float]] = {}
     for critic in dependence.CRITICS:
-        step = progress.phase(
-            f"{critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration", settings.critic_epochs, "epoch"
-        )
-        got = dependence.critic_losses(
-            pairs,
-            critic,
-            epochs=settings.critic_epochs,
-            lr=settings.probe_lr,
-            batch_size=settings.probe_batch_size,
-            seed=settings.seed,
-            device=settings.device,
-            on_epoch=step,
-        )
+        what = f"evaluate: {critic} critics on {len(pairs) - 1} (S, E) pair(s) + calibration: epoch"
+        with progress.phase(what, settings.critic_epochs, "epoch") as step:
+            got = dependence.critic_losses(
+                pairs,
+                critic,
+                epochs=settings.critic_epochs,
+                lr=settings.probe_lr,
+                batch_size=settings.probe_batch_size,
+                seed=settings.seed,
+                device=settings.device,
+                on_epoch=step,
+            )
         *per_snapshot[critic], calibrated = got
         out[critic] = {
             "loss": per_snapshot[critic][-1],
@@ -171,7 +149,7 @@ def main(
         # on training batches), when both stages logged it: beside the correct figures, for comparison.
         if all(EARLIER.online_prefix in json.loads(path.read_text()) for _, path in logs):
             online["earlier"] = {rep: _online(path, rep, "earlier") for rep, path in logs}
-        progress = _Progress()
+        start = time.perf_counter()
         data = load_pairs(pairs)
         data_sha256 = file_sha256(pairs)
         snapshots = {}
@@ -181,15 +159,15 @@ def main(
         n_snapshots = sum(map(len, snapshots.values()))
         typer.echo(
             f"evaluate: read {len(data.images):,} images and {n_snapshots} encoder snapshots; "
-            f"encoding every image with each ({duration(time.perf_counter() - progress.start)} so far)"
+            f"encoding every image with each ({duration(time.perf_counter() - start)} so far)"
         )
         # Every snapshot encoded once, in training order; the last of each representation is the final encoder.
-        step = progress.phase("encoding every image", n_snapshots, "snapshot")
         codes: dict[str, list[tuple[int | None, Codes]]] = {rep: [] for rep in REPRESENTATIONS}
-        for rep in REPRESENTATIONS:
-            for it, encoder in snapshots[rep]:
-                codes[rep].append((it, _codes(encoder, rep, data, str(device))))
-                step(sum(map(len, codes.values())), f" ({rep} at iteration {it})")
+        with progress.phase("evaluate: encoding every image: snapshot", n_snapshots, "snapshot") as step:
+            for rep in REPRESENTATIONS:
+                for it, encoder in snapshots[rep]:
+                    codes[rep].append((it, _codes(encoder, rep, data, str(device))))
+                    step(sum(map(len, codes.values())), f"{rep} at iteration {it}")
         final = {rep: codes[rep][-1][1] for rep in REPRESENTATIONS}
         # First: a bad retrieval_k fails fast. Queries depend only on the seed and the test set, so S and E share them.
         retrieved, shown = {}, {}
@@ -200,16 +178,16 @@ def main(
         held_out = {}
         banks = len({c.train.shape[1] for _, _, c in every})  # one bank per code size (S and E may differ)
         for probe in PROBES:
-            step = progress.phase(f"{probe} probes on {len(every)} snapshots", banks * settings.probe_epochs, "epoch")
-            done = itertools.count(1)  # epochs of every bank so far: each bank counts its own from 1
-            held_out[probe] = probe_metrics(
-                [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
-            )
-        dep, critic_losses = _dependence(final["shared"], codes["exclusive"], settings, progress)
-        step = progress.phase(
-            "standard metrics (DCI forests on [S, E], S, E; MIG) on the final codes", STANDARD_STEPS, "step"
-        )
-        standard, importance_matrix = standard_metrics(final["shared"], final["exclusive"], settings, on_step=step)
+            what = f"evaluate: {probe} probes on {len(every)} snapshots: epoch"
+            with progress.phase(what, banks * settings.probe_epochs, "epoch") as step:
+                done = itertools.count(1)  # epochs of every bank so far: each bank counts its own from 1
+                held_out[probe] = probe_metrics(
+                    [c for _, _, c in every], settings, probe, on_epoch=lambda _epoch: step(next(done))
+                )
+        dep, critic_losses = _dependence(final["shared"], codes["exclusive"], settings)
+        what = "evaluate: standard metrics (DCI forests on [S, E], S, E; MIG) on the final codes: step"
+        with progress.phase(what, STANDARD_STEPS, "step") as step:
+            standard, importance_matrix = standard_metrics(final["shared"], final["exclusive"], settings, on_step=step)
         # Held-out figures against training iterations, from the snapshots the model files carry: a plot file,
         # so evaluate.json's keys do not depend on the run's length.
         rows = [
@@ -246,6 +224,6 @@ def main(
             f"(calibration {dep['separable']['calibration_loss']:.3f}); "
             f"DCI disentanglement {standard['dci']['disentanglement']:.3f}, completeness "
             f"{standard['dci']['completeness']:.3f}, MIG {standard['mig']['mig']:.3f}; wrote {metrics}, {retrieval}, {curves}, "
-            f"{importance}; {duration(time.perf_counter() - progress.start)}, "
+            f"{importance}; {duration(time.perf_counter() - start)}, "
             f"{threads} CPU thread(s)"
         )

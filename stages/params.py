@@ -1,87 +1,75 @@
 """params.yaml at the boundary: every knob declared once and checked once, each stage's settings a config.
 
-params.yaml is the one place values live. A knob (a flat key: `dvc exp run -S alpha_sh=0.3`) is declared
-once, as a field of the config of the stage that reads it, named as the library argument it is passed as:
-`alpha: float = knob("alpha_sh", ">= 0", 0.5, "...")` gives its key, type, allowed values or range, the
-paper's value (None where the paper gives none) and its meaning. `tracked=False`: it changes no output,
-so dvc.yaml does not list it. Named parameter sets, as overrides of params.yaml (`protocol`): `report`
-(docs/protocols/report.yaml) and `paper` (the report's, at the paper's value wherever it gives one).
+params.yaml is the one place values live. A knob (a flat key: `dvc exp run -S alpha_sh=0.3`) is declared once,
+as a field of the config of the stage that reads it, under the library argument's name:
+`alpha: float = knob("alpha_sh", ">= 0", 0.5, "...")` gives its key, type, allowed values or range, the paper's
+value (None where the paper gives none) and its meaning; `tracked=False`: it changes no output, so dvc.yaml
+does not list it. Named parameter sets override params.yaml (`protocol`): `report` (docs/protocols/report.yaml)
+and `paper` (the report's, at the paper's value wherever it gives one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import operator
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from dismi.util.errors import DismiError
 
 PROTOCOLS = {"report": Path(__file__).resolve().parents[1] / "docs" / "protocols" / "report.yaml"}
-_URL_SCHEMES = ("http", "https", "file")
-_RANGES = {  # an `allowed` spec of a number -> its test
-    ">= 0": lambda v: v >= 0,
-    "> 0": lambda v: v > 0,
-    ">= 1": lambda v: v >= 1,
-    ">= 2": lambda v: v >= 2,
-    "(0, 1)": lambda v: 0 < v < 1,
+_COMPARE = {">=": operator.ge, ">": operator.gt}  # the operators of a range spec such as ">= 1"
+_SPECS = {  # the other `allowed` specs: what an error message says, and the test
+    "": ("true or false", lambda v: True),
+    "url": ("an http://, https:// or file:// URL", lambda v: v.split("://")[0] in ("http", "https", "file")),
+    "(0, 1)": ("a number strictly between 0 and 1", lambda v: 0 < v < 1),
 }
 
 
 @dataclass
 class Knob:
     key: str  # the flat params.yaml key users type
-    allowed: str | tuple[str, ...]  # a _RANGES spec, "url", a tuple of choices, or "" (any bool)
+    allowed: str | tuple[str, ...]  # a tuple of choices, a range (">= 1", "> 0", "(0, 1)"), "url", or "" (bool)
     paper: Any  # the paper's value; None where the paper gives none
     meaning: str  # one line
     symbol: str = ""  # the paper's symbol, where it has one
     tracked: bool = True  # False: changes no output, so dvc.yaml does not list it
-    kind: type = object  # bool, int, float or str: the config field's type, set by Config.knobs
+    kind: type = object  # bool, int, float or str: its config field's type (set below CONFIGS)
 
     def describe(self) -> str:
         """What the error message says is allowed."""
         if isinstance(self.allowed, tuple):
-            choices = [f"'{v}'" for v in self.allowed]
-            return " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1 else choices)
-        if self.allowed == "url":
-            return "an http://, https:// or file:// URL"
-        if self.kind is bool:
-            return "true or false"
-        if self.allowed == "(0, 1)":
-            return "a number strictly between 0 and 1"
+            *rest, last = [f"'{v}'" for v in self.allowed]
+            return f"{', '.join(rest)} or {last}" if rest else last
+        if self.allowed in _SPECS:
+            return _SPECS[self.allowed][0]
         return f"{'an integer' if self.kind is int else 'a number'} {self.allowed}"
 
     def check(self, value: Any) -> bool:
         if isinstance(self.allowed, tuple):
             return value in self.allowed
-        if self.allowed == "url":
-            return value.split("://")[0] in _URL_SCHEMES
-        return self.kind is bool or _RANGES[self.allowed](value)
+        if self.allowed in _SPECS:
+            return _SPECS[self.allowed][1](value)
+        op, bound = self.allowed.split()
+        return _COMPARE[op](value, float(bound))
 
     def coerce(self, value: Any, where: str) -> Any:
         """The value as the knob's type, checked; DismiError naming key, value, allowed and the fix."""
-        raw = value
-        if self.kind is float and isinstance(value, str):  # YAML reads 1e-4 as a string
-            try:
+        raw, fix = value, f"(fix {where} or pass dvc exp run -S {self.key}=...)"
+        if self.kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):  # YAML reads 1e-4 as a string and 1 as an int
                 value = float(value)
-            except ValueError:
-                pass
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):  # and 1 as an int
-            value = float(value)
-        ok = isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, bool))
-        if not ok:
+        if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
             raise DismiError(
-                f"param {self.key}={raw!r} in {Path(where).name} is not valid: expected {self.describe()} "
-                f"(fix {where} or pass dvc exp run -S {self.key}=...)"
+                f"param {self.key}={raw!r} in {Path(where).name} is not valid: expected {self.describe()} {fix}"
             )
         if not self.check(value):
-            raise DismiError(
-                f"param {self.key}={raw!r} is not allowed: expected {self.describe()} "
-                f"(fix {where} or pass dvc exp run -S {self.key}=...)"
-            )
+            raise DismiError(f"param {self.key}={raw!r} is not allowed: expected {self.describe()} {fix}")
         return value
 
 
@@ -90,19 +78,13 @@ def knob(key: str, allowed, paper, meaning: str, *, symbol: str = "", tracked: b
     return field(metadata={"knob": Knob(key, allowed, paper, meaning, symbol, tracked)})
 
 
-C = TypeVar("C", bound="Config")
-
-
 @dataclass(frozen=True)
 class Config:
     """A stage's settings: every field a knob, named as the library argument it is passed as."""
 
     @classmethod
     def knobs(cls) -> dict[str, Knob]:
-        """Field name -> its knob (typed by the field), in field order."""
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            f.metadata["knob"].kind = hints[f.name]
+        """Field name -> its knob, in field order."""
         return {f.name: f.metadata["knob"] for f in fields(cls)}
 
     @classmethod
@@ -112,19 +94,18 @@ class Config:
         return [k.key for k in cls.knobs().values() if k.tracked]
 
     @classmethod
-    def load(cls: type[C], path: str | Path) -> C:
+    def load(cls, path: str | Path) -> Config:
         """Read and validate this config's keys from a flat params file; DismiError on the first bad one."""
-        return cls.of(load(path, [k.key for k in cls.knobs().values()]), str(path))
+        return cls._of_checked(load(path, [k.key for k in cls.knobs().values()]))
 
     @classmethod
-    def of(cls: type[C], values: dict[str, Any], where: str = "params.yaml") -> C:
+    def of(cls, values: dict[str, Any], where: str = "params.yaml") -> Config:
         """The config from {params.yaml key: value}, each value checked (a protocol, a test's settings)."""
-        _known(values, where)
-        missing = [k for k in cls.knobs().values() if k.key not in values]
-        if missing:
-            k = missing[0]
-            raise DismiError(f"param {k.key} is missing from {where}: add it (allowed: {k.describe()})")
-        return cls(**{name: k.coerce(values[k.key], where) for name, k in cls.knobs().items()})
+        return cls._of_checked(_checked(values, [k.key for k in cls.knobs().values()], where))
+
+    @classmethod
+    def _of_checked(cls, checked: dict[str, Any]) -> Config:
+        return cls(**{name: checked[k.key] for name, k in cls.knobs().items()})
 
     def params(self) -> dict[str, Any]:
         """{params.yaml key: value} of the tracked knobs: what the stage's outputs depend on, as
@@ -176,15 +157,11 @@ class _Training(_Seeded):
     width: int = knob("width", ">= 1", 64, "encoder base width; 64 gives the paper's 512x5x5 feature map C(X)")
     batch_size: int = knob("batch_size", ">= 2", 64, "pairs per iteration (negatives come from the batch)")
     log_every: int = knob("log_every", ">= 1", None, "iterations between dvclive logs")
-    checkpoint_every: int = knob(
-        "checkpoint_every", ">= 1", None, "iterations between resumable checkpoints", tracked=False
-    )
+    checkpoint_every: int = knob("checkpoint_every", ">= 1", None, "iterations between checkpoints", tracked=False)
     compile: bool = knob("compile", "", None, "torch.compile each training step (with CUDA graphs); refused on CPUs")
     snapshot_every: int = knob("snapshot_every", ">= 0", None, "iterations between encoder snapshots (0 = none)")
     # A measurement, not a fix: it changes no encoder, only adds classifiers and their logs.
-    online_earlier: bool = knob(
-        "online_earlier", "", None, "also log acc_earlier/...: the earlier implementations' online accuracies"
-    )
+    online_earlier: bool = knob("online_earlier", "", None, "also log the earlier implementations' online accuracies")
 
     def trainer_args(self) -> dict[str, Any]:
         """The trainer's keyword arguments but `device` (resolved by the stage)."""
@@ -219,28 +196,18 @@ class TrainExclusive(_Training):
     iters: int = knob("iters_ex", ">= 1", None, "iterations of the exclusive stage")
     alpha: float = knob("alpha_ex", ">= 0", 0.5, "weight of the global MI terms (eq. 8)", symbol="α^ex")
     beta: float = knob("beta_ex", ">= 0", 1.0, "weight of the local MI terms (eq. 8)", symbol="β^ex")
-    lambda_adv: float = knob(
-        "lambda_adv", ">= 0", 0.01, "weight of the adversary (eq. 8; Fig. 5: 0..0.05)", symbol="λ_adv"
-    )
-    beta_kl_ex: float = knob(
-        "beta_kl_ex", ">= 0", 0.0, "bottleneck: MI terms see E + N(0, I); E charged ||E||^2/2", symbol="β_KL"
-    )
+    lambda_adv: float = knob("lambda_adv", ">= 0", 0.01, "weight of the adversary (eq. 8; Fig. 5)", symbol="λ_adv")
+    beta_kl_ex: float = knob("beta_kl_ex", ">= 0", 0.0, "bottleneck: E + N(0, I) to the MI terms, ||E||^2/2 charged")
     negatives: str = knob(
-        "negatives_ex",
-        ("batch", "partner", "conditional", "kernel"),
-        "batch",
-        "MI terms' negatives: another image of the batch, the pair's other one, a group of pairs near by S, "
-        "or a group of random pairs weighted by a kernel on S",
+        "negatives_ex", ("batch", "partner", "conditional", "kernel"), "batch", "whose codes the MI terms contrast"
     )
-    neighbours: int = knob(
-        "neighbours_ex", ">= 1", None, "conditional, kernel: pairs drawn with each anchor pair (nearest by S, random)"
-    )
+    neighbours: int = knob("neighbours_ex", ">= 1", None, "conditional, kernel: pairs drawn with each anchor pair")
 
     def __post_init__(self):
         if self.negatives in ("conditional", "kernel") and self.batch_size % (self.neighbours + 1):
+            n = self.neighbours + 1
             raise DismiError(
-                f"neighbours_ex is {self.neighbours}, so batch_size ({self.batch_size}) must be a multiple of "
-                f"{self.neighbours + 1}: change either"
+                f"neighbours_ex is {n - 1}, so batch_size ({self.batch_size}) must be a multiple of {n}: change either"
             )
 
 
@@ -261,6 +228,9 @@ class Evaluate(_Seeded):
 
 CONFIGS: tuple[type[Config], ...] = (Download, Pairs, TrainShared, TrainExclusive, Evaluate)
 KNOBS: dict[str, Knob] = {k.key: k for config in CONFIGS for k in config.knobs().values()}
+for _config in CONFIGS:
+    for _name, _hint in typing.get_type_hints(_config).items():
+        _config.knobs()[_name].kind = _hint
 
 
 # --------------------------------------------------------------------------- reading params files
@@ -280,23 +250,23 @@ def read(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def _known(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """`values`, if every key is a knob: a typo (`lamda_adv` beside `lambda_adv`) would be read as nothing."""
+def _checked(values: dict[str, Any], keys: list[str], where: str) -> dict[str, Any]:
+    """Exactly `keys` of `values`, each checked; DismiError on a key that is no knob (a typo, `lamda_adv`,
+    would be read as nothing), on a missing key or on the first bad value."""
     for key in values:
         if key not in KNOBS:
             near = difflib.get_close_matches(str(key), KNOBS, n=1)
             hint = f"did you mean {near[0]}?" if near else "`python -m stages knobs` lists them"
             raise DismiError(f"param {key} in {where} is no knob: {hint} (remove or rename it)")
-    return values
+    for key in keys:
+        if key not in values:
+            raise DismiError(f"param {key} is missing from {where}: add it (allowed: {KNOBS[key].describe()})")
+    return {key: KNOBS[key].coerce(values[key], where) for key in keys}
 
 
 def load(path: str | Path, keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Exactly `keys` of a flat params file, checked; DismiError on an unknown key or the first bad value."""
-    raw = _known(read(path), str(path))
-    for key in keys:
-        if key not in raw:
-            raise DismiError(f"param {key} is missing from {path}: add it (allowed: {KNOBS[key].describe()})")
-    return {key: KNOBS[key].coerce(raw[key], str(path)) for key in keys}
+    return _checked(read(path), list(keys), str(path))
 
 
 def protocol(name: str) -> dict[str, Any]:
@@ -304,6 +274,4 @@ def protocol(name: str) -> dict[str, Any]:
     if name not in (*PROTOCOLS, "paper"):
         raise DismiError(f"no protocol {name!r}: choose report or paper")
     report = read(PROTOCOLS["report"])
-    if name == "report":
-        return report
-    return report | {key: k.paper for key, k in KNOBS.items() if k.paper is not None}
+    return report if name == "report" else report | {key: k.paper for key, k in KNOBS.items() if k.paper is not None}

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -231,7 +232,10 @@ def test_evaluate_says_what_it_is_doing_and_how_long_is_left(project, tmp_path):
     wide = [ln for ln in lines if "wide probes" in ln]
     assert [ln.split("epoch ")[1].split(",")[0] for ln in wide] == [f"{k}/4" for k in range(1, 5)], wide
     for what in ("wide probes on 6 snapshots", "paper probes on 6 snapshots", "paper critics", "separable critics"):
-        assert any(what in ln and "left in this step" in ln for ln in lines), (what, result.output)
+        assert any(what in ln and re.search(r"[\d:]+ left \([\d:]+ so far\)", ln) for ln in lines), (
+            what,
+            result.output,
+        )
     assert "\r" not in result.output
 
 

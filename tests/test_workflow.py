@@ -108,8 +108,8 @@ def test_each_logged_interval_is_a_dvclive_step_with_the_time_left(monkeypatch, 
     assert signalled == [10, 20, 30, 40]
     assert json.loads((tmp_path / "live" / "metrics.json").read_text())["step"] == 40
     lines = [line for line in r.output.splitlines() if line.startswith("iteration ")]
-    assert len(lines) == 4 and all(re.search(r" it/s, (\d+ min )?\d+ s left, \d+ thread", line) for line in lines)
-    assert lines[-1].split(" it/s, ")[1].startswith("0 s left")
+    assert len(lines) == 4 and all(re.search(r"  \d+ thread\(s\), [\d.]+(it/s|s/it), [\d:]+ left", ln) for ln in lines)
+    assert lines[-1].startswith("iteration 40/40, ") and " 00:00 left (" in lines[-1]
 
 
 def test_time_left_reads_as_minutes_and_seconds():

@@ -1,11 +1,13 @@
-"""Progress bars that suit where they are read: tqdm's redrawn bar on a terminal; anywhere else (`dvc queue
-logs`, a Slurm or CI log: a file, not a terminal) a plain line every 30 s and one at the end, with no
-carriage returns, which such logs keep as noise (every redraw, joined into one endless line)."""
+"""Progress, one mechanism for every stage: tqdm's redrawn bar on a terminal; anywhere else (`dvc queue
+logs`, a Slurm or CI log: a file, not a terminal) plain lines with no carriage returns, which such logs keep
+as noise (every redraw, joined into one endless line). `bar` wraps a loop (a line every LOG_INTERVAL s in a
+log); `phase` is reported to by a callback, each report a line in a log (a training log, a probe's epoch)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -45,4 +47,36 @@ def bar(iterable: Iterable | None = None, *, file: TextIO | None = None, **kwarg
     if kwargs.get("disable") or (isatty is not None and isatty()):
         return tqdm(iterable, file=stream, **kwargs)
     kwargs["mininterval"] = max(kwargs.get("mininterval", 0.1), LOG_INTERVAL)
-    return tqdm(iterable, file=_Lines(stream), ascii=True, ncols=100, **kwargs)
+    return tqdm(iterable, file=_Lines(stream), **{"ascii": True, "ncols": 100} | kwargs)
+
+
+# A phase's line in a log: what is done, what it says, speed, time left and time so far
+PHASE_LINE = "{desc} {n_fmt}/{total_fmt}{postfix}, {rate_fmt}, {remaining} left ({elapsed} so far)"
+
+
+@contextlib.contextmanager
+def phase(
+    desc: str, total: int, unit: str, *, initial: int = 0, file: TextIO | None = None
+) -> Iterator[Callable[..., None]]:
+    """A bar over `total` units that its task reports to: `step(done, detail="")` moves it to `done` of them
+    and shows `detail`. Every report is shown (on a terminal, a redraw; in a log, one line), so a task
+    reports as often as it wants lines: per log or heartbeat of a training stage, per epoch of a probe."""
+    log = not getattr(file if file is not None else sys.stdout, "isatty", lambda: False)()
+    with bar(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        file=file if file is not None else sys.stdout,
+        bar_format=PHASE_LINE if log else None,
+        delay=1e-9,  # no line before the first report
+        leave=not log,  # in a log, the last report was the last line
+        **({"ncols": 1000} if log else {}),  # a line, however long its detail
+    ) as b:
+
+        def step(done: int, detail: str = "") -> None:
+            b.set_postfix_str(detail, refresh=False)
+            b.update(done - b.n)
+            b.refresh()
+
+        yield step

@@ -32,7 +32,7 @@ def test_committed_params_are_valid_and_complete_and_are_the_cpu_profile():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert set(raw) == set(params.KNOBS), "params.yaml and KNOBS must list the same keys"
     committed = params.load(REPO / "params.yaml", list(params.KNOBS))
-    # The committed params are the CPU profile (README, docs/reproduction.md): offline, width 16,
+    # The committed params are the CPU profile (README, docs/model_card.md): offline, width 16,
     # eq. 6's summed norm, the paper's loss weights and batch; fewer iterations than the report.
     assert (committed["dataset"], committed["width"], committed["l1_reduce"]) == ("synthetic", 16, "sum")
     assert (committed["iters_sh"], committed["iters_ex"], committed["lr_sh"]) == (4000, 4000, 1e-3)

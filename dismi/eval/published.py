@@ -1,6 +1,6 @@
 """The numbers the paper (Sanchez et al. 2019, Table 3) and the report (Busellato, Table VI) published,
 as fractions in FACTORS order. Both were read off training batches with online classifiers; ours are
-held-out. What those online figures measure: docs/reproduction.md.
+held-out. What those online figures measure: docs/studies/paper-objective.md.
 """
 
 from __future__ import annotations

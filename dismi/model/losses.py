@@ -141,7 +141,7 @@ def l1_distance(s_x: torch.Tensor, s_y: torch.Tensor, reduce: str = "mean") -> t
 
     reduce="sum": the norm as eq. 6 writes it, summed over the D coordinates. reduce="mean": also
     averaged over coordinates, as the earlier implementations' L1Loss did; that divides gamma by D
-    (64). docs/reproduction.md lists the ablation that measures the difference.
+    (64). docs/studies/knobs.md measures the difference.
     """
     diff = (s_x.float() - s_y.float()).abs()  # (B, D)
     if reduce == "sum":

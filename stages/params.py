@@ -198,6 +198,7 @@ class TrainExclusive(_Training):
     beta: float = knob("beta_ex", ">= 0", 1.0, "weight of the local MI terms (eq. 8)", symbol="β^ex")
     lambda_adv: float = knob("lambda_adv", ">= 0", 0.01, "weight of the adversary (eq. 8; Fig. 5)", symbol="λ_adv")
     beta_kl_ex: float = knob("beta_kl_ex", ">= 0", 0.0, "bottleneck: E + N(0, I) to the MI terms, ||E||^2/2 charged")
+    lambda_slice: float = knob("lambda_slice", ">= 0", 0.0, "weight of the sliced MI of S and E at learnt slices")
     negatives: str = knob(
         "negatives_ex", ("batch", "partner", "conditional", "kernel"), "batch", "whose codes the MI terms contrast"
     )

@@ -160,6 +160,35 @@ def test_negatives_that_share_s_let_a_weak_adversary_take_the_planted_shared_fac
     assert mine["b"] >= 0.4, mine
 
 
+# The sliced MI of S and E at learnt slices (lambda_slice) charges what E shares with S along a line; in the
+# planted toy E's first coordinate is a + noise, S is a. Seed 0: a read at 1.0 without the term.
+@pytest.mark.parametrize("negatives", ["batch", "conditional"])
+def test_the_sliced_mi_takes_the_planted_shared_factor_out_of_e_and_keeps_the_own_one(planted, negatives):
+    acc = _trained(planted, lambda_slice=1.0, negatives=negatives, neighbours=7)
+    assert acc["a"] <= 1 / A + CHANCE_TOLERANCE, acc
+    assert acc["b"] >= 0.4, acc
+
+
+def test_the_slices_climb_the_sliced_mi_and_the_encoder_descends_it(planted):
+    trainer = planted_trainer(alpha=0.0, beta=0.0, lambda_slice=1.0)
+    (term,) = [t for t in trainer.model.terms if t.encoder_log == "sliced_mi"]
+    data, train = planted
+    x = to_input(train.images[train.draw(64, torch.Generator().manual_seed(1))])
+    with torch.no_grad():
+        s = trainer.shared(x)[0]
+    e = trainer.model.encoder(x)[0]
+    before = term(s, e).item()
+    optimizer = torch.optim.SGD([term.theta, term.phi], lr=0.5)
+    for _ in range(20):  # the slices' own loss, on detached E: they find the line along which E follows S
+        optimizer.zero_grad()
+        term.own_loss(s, e.detach(), None).backward()
+        optimizer.step()
+    found = term(s, e)
+    assert found.item() > before
+    assert _sgd_step_on_encoder(trainer, found, lr=0.05) > 0  # the charge reaches E
+    assert term(s, trainer.model.encoder(x)[0]).item() < found.item()
+
+
 def test_conditional_groups_are_pairs_that_share_the_shared_factor_by_s(planted):
     """Catches negatives that stop sharing S: each group of neighbours + 1 pairs has its anchor's a (S = a)."""
     data, train = planted
@@ -452,7 +481,9 @@ def _through_a_file(state: dict) -> dict:
 @pytest.mark.parametrize("negatives", ["partner", "conditional"])
 def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stopped(negatives):
     data = planted_pairs(n_pairs=120, n_test=20)
-    options = dict(lambda_adv=0.5, beta_kl_ex=0.1, negatives=negatives, neighbours=3, online_earlier=True)
+    options = dict(
+        lambda_adv=0.5, beta_kl_ex=0.1, lambda_slice=0.5, negatives=negatives, neighbours=3, online_earlier=True
+    )
 
     def fit(trainer, iters, states, logs):
         trainer.fit(
@@ -467,7 +498,9 @@ def test_a_run_with_every_option_on_resumes_from_its_checkpoint_as_if_never_stop
 
     unbroken, states, logs = planted_trainer(**options), [], []
     fit(unbroken, 8, states, logs)
-    assert {"loss/adv_discriminator", "kl_dim/01", f"{EARLIER.online_prefix}/exclusive/shape"} <= set(logs[-1])
+    assert {"loss/adv_discriminator", "loss/slices", "kl_dim/01", f"{EARLIER.online_prefix}/exclusive/shape"} <= set(
+        logs[-1]
+    )
     resumed, resumed_logs = planted_trainer(**options), []
     resumed.load_state_dict(states[0])  # the checkpoint at iteration 4 (mid-interval)
     assert resumed.iteration == 4

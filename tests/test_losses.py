@@ -127,6 +127,21 @@ def test_infonce_is_ln_n_minus_the_cross_entropy_of_picking_the_joint_sample_by_
     assert losses.infonce_mi(two).item() == pytest.approx((math.log(3) + math.log(3 / 5)) / 2)
 
 
+def test_gaussian_slice_mi_is_minus_half_log_one_minus_rho_squared_by_hand():
+    from dismi.model.terms.sliced import gaussian_slice_mi
+
+    a = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+    b = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0]])
+    # slice 0: sum ab = 4 of sum a^2 = sum b^2 = 4: rho 1 (clamped); slice 1: sum ab = 1 - 1 + 1 - 1 = 0;
+    # the mean over the two slices
+    got = gaussian_slice_mi(a, b).item()
+    assert got == pytest.approx(0.5 * (-0.5 * math.log(1e-6)), rel=1e-3)
+    c = torch.tensor([[3.0], [1.0], [-1.0], [-3.0]])  # rho(c, d) = 0.6 by hand: sum cd 12, sum c^2 20, sum d^2 20
+    d = torch.tensor([[1.0], [3.0], [-3.0], [-1.0]])
+    assert gaussian_slice_mi(c, d).item() == pytest.approx(-0.5 * math.log(1 - 0.6**2))
+    assert gaussian_slice_mi(c, 5 * d + 2).item() == pytest.approx(-0.5 * math.log(1 - 0.6**2))  # scale-free
+
+
 def test_weighted_infonce_counts_each_negative_by_its_weight_by_hand():
     # scores [ln 3, 0, 0], weights 2/3 and 1/3 over the 2 negatives (ln-weights ln(2 * w)): the denominator
     # is 3 + 2 (2/3 + 1/3) = 5, as unweighted; all weight on a negative scored ln 2 gives 3 + 2 * 2 = 7

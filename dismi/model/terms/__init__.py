@@ -12,7 +12,8 @@ from __future__ import annotations
 from dismi.model.terms.adversary import Adversary
 from dismi.model.terms.base import Term
 from dismi.model.terms.bottleneck import Bottleneck
+from dismi.model.terms.sliced import SlicedMI
 
-TERMS: dict[str, type[Term]] = {"lambda_adv": Adversary, "beta_kl_ex": Bottleneck}
+TERMS: dict[str, type[Term]] = {"lambda_adv": Adversary, "beta_kl_ex": Bottleneck, "lambda_slice": SlicedMI}
 
-__all__ = ["TERMS", "Adversary", "Bottleneck", "Term"]
+__all__ = ["TERMS", "Adversary", "Bottleneck", "SlicedMI", "Term"]

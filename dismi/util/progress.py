@@ -70,6 +70,8 @@ def phase(
         file=file if file is not None else sys.stdout,
         bar_format=PHASE_LINE if log else None,
         delay=1e-9,  # no line before the first report
+        mininterval=float("inf"),  # lines at reports only: never one of tqdm's own between them,
+        miniters=1,  # nor one from its monitor thread, which redraws a bar whose miniters it raised
         leave=not log,  # in a log, the last report was the last line
         **({"ncols": 1000} if log else {}),  # a line, however long its detail
     ) as b:
